@@ -1,0 +1,142 @@
+"""The interface every runtime implements, and the factory that picks one by name.
+
+A backend never replaces the device it was asked for with another one on its own: an unavailable
+device is an error listing what is available, unless the config names an explicit fallback, in
+which case the fallback is logged and reported by describe().
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import BackendUnavailableError, ConfigError
+
+log = logging.getLogger("backends")
+
+PRECISIONS = ("f32", "bf16", "f16")
+BACKEND_NAMES = ("onnxruntime", "openvino")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """What runs a stage: runtime, device and how."""
+
+    name: str = "onnxruntime"
+    device: str = "CPU"
+    precision: str = "f32"
+    threads: int | None = None
+    performance_hint: str = "latency"  # openvino: latency | throughput
+    num_streams: int | None = None  # openvino
+    cache_dir: str | None = None  # openvino CACHE_DIR: compiled blobs reused across runs
+    provider_options: Mapping[str, Any] = field(default_factory=dict)  # onnxruntime EP options
+    io_binding: bool = False  # onnxruntime: bind inputs/outputs (pays on CUDA)
+    fallback: tuple[BackendConfig, ...] = ()
+
+    def without_fallback(self) -> BackendConfig:
+        return replace(self, fallback=())
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """Per-load options; the stage name shows in errors and reports."""
+
+    name: str = "stage"
+
+
+class Stage(ABC):
+    """A loaded (compiled) stage model: dict of numpy arrays in, dict of numpy arrays out."""
+
+    name: str
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    load_seconds: float
+
+    @abstractmethod
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def _check_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
+        missing = [n for n in self.input_names if n not in inputs]
+        extra = [n for n in inputs if n not in self.input_names]
+        if missing or extra:
+            raise ConfigError(
+                f"stage {self.name}: inputs do not match the model (missing: {missing or 'none'}, "
+                f"unexpected: {extra or 'none'}; the model takes {list(self.input_names)})"
+            )
+
+
+class Backend(ABC):
+    """A runtime bound to one device with one precision."""
+
+    def __init__(self, config: BackendConfig, fallback_from: BackendConfig | None = None) -> None:
+        self.config = config
+        self.fallback_from = fallback_from
+
+    @abstractmethod
+    def load(self, path: str | Path, options: StageOptions | None = None) -> Stage: ...
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """runtime, version, device, provider, precision, threads: what reports print."""
+
+    def _describe_common(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if self.fallback_from is not None:
+            d["fallback_from"] = f"{self.fallback_from.name}:{self.fallback_from.device}"
+        return d
+
+
+def _backend_class(name: str) -> type[Backend]:
+    if name == "onnxruntime":
+        from backends.onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend
+    if name == "openvino":
+        from backends.openvino import OpenVinoBackend
+
+        return OpenVinoBackend
+    raise ConfigError(f"backend name {name!r} is not known; allowed: {', '.join(BACKEND_NAMES)}")
+
+
+def available_backends() -> dict[str, list[str]]:
+    """Runtime name -> devices it can use on this machine (a runtime not installed maps to [])."""
+    out: dict[str, list[str]] = {}
+    for name in BACKEND_NAMES:
+        try:
+            out[name] = _backend_class(name).available_devices()  # type: ignore[attr-defined]
+        except ImportError:
+            out[name] = []
+    return out
+
+
+def create_backend(config: BackendConfig) -> Backend:
+    """Create the backend asked for; on an unavailable device try only the config's explicit fallbacks."""
+    try:
+        return _backend_class(config.name)(config.without_fallback())
+    except BackendUnavailableError as first:
+        for alt in config.fallback:
+            try:
+                backend = _backend_class(alt.name)(alt.without_fallback(), fallback_from=config)
+            except BackendUnavailableError as exc:
+                log.warning("fallback %s:%s is not available either: %s", alt.name, alt.device, exc)
+                continue
+            log.warning("%s:%s is not available (%s); using the configured fallback %s:%s",
+                        config.name, config.device, first, alt.name, alt.device)
+            return backend
+        if config.fallback:
+            tried = ", ".join(f"{a.name}:{a.device}" for a in config.fallback)
+            raise BackendUnavailableError(f"{first} (configured fallbacks tried: {tried})") from first
+        raise
+
+
+def timed_load(fn, *args, **kwargs) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - t0

@@ -1,0 +1,87 @@
+"""python -m engine.export: write a model set from an official checkpoint or seeded random weights."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from engine.cli import peak_rss_mb, run_cli
+from engine.errors import ExportError
+from engine.variants import DEFAULT_VARIANT, VARIANTS, get_variant
+
+
+def default_out(variant: str, image_size: int) -> Path:
+    suffix = "" if image_size == 1024 else f"_{image_size}"
+    return Path("models") / f"{variant}{suffix}"
+
+
+def _parse_set(values: list[str]) -> dict[str, float]:
+    out = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ExportError(f"--set expects PARAM=NUMBER, got {item!r}") from None
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m engine.export",
+        description="Export SAM 2 as four ONNX stage models plus constants and a manifest (a model set).",
+    )
+    p.add_argument("--variant", default=DEFAULT_VARIANT, help=f"one of: {', '.join(VARIANTS)}")
+    p.add_argument("--out", type=Path, help="output directory (default: models/<variant>[_<size>])")
+    p.add_argument("--image-size", type=int, default=1024, choices=(512, 1024),
+                   help="model input size; 1024 is Meta's, 512 a lighter deployment size")
+    p.add_argument("--checkpoint", type=Path, help="official SAM 2 checkpoint (.pt, weights under 'model')")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights when no checkpoint is given")
+    p.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                   help="fill a parameter with a constant after loading (testing aid), e.g. "
+                        "sam_mask_decoder.pred_obj_score_head.layers.2.bias=5")
+    p.add_argument("--verify", action="store_true",
+                   help="compare every stage on ONNX Runtime CPU and OpenVINO CPU f32 with PyTorch")
+    p.add_argument("--report", type=Path, help="with --verify: write the parity table as JSON here")
+    p.add_argument("--force", action="store_true", help="replace the contents of a non-empty output directory")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    variant = get_variant(args.variant)
+    out = args.out or default_out(variant.name, args.image_size)
+
+    from engine.export.build import build_model
+    from engine.export.exporter import export_model_set, prepare_output_dir
+
+    prepare_output_dir(out, args.force)  # fail before the slow part
+    t0 = time.perf_counter()
+    what = f"checkpoint {args.checkpoint}" if args.checkpoint else f"random weights (seed {args.seed})"
+    print(f"building {variant.name} at {args.image_size}x{args.image_size} from {what}")
+    built = build_model(variant, args.image_size, args.checkpoint, args.seed, _parse_set(args.set))
+    manifest = export_model_set(built, out, force=args.force)
+    elapsed = time.perf_counter() - t0
+    sizes = {s.file: (out / s.file).stat().st_size / 1e6 for s in manifest.stages.values()}
+    print(f"wrote {out}: " + ", ".join(f"{k} {v:.1f} MB" for k, v in sizes.items()))
+    print(f"export took {elapsed:.1f} s, peak memory {peak_rss_mb():.0f} MB")
+    if args.verify:
+        from engine.export.verify import format_rows, verify_model_set, write_report
+        from engine.modelset import ModelSet
+
+        print("verifying stage parity (relative error = max |onnx - torch| / max |torch|)")
+        rows = verify_model_set(built, ModelSet.load(out), log=print)
+        print(format_rows(rows))
+        worst = max(rows, key=lambda r: r.rel)
+        print(f"worst relative error: {worst.rel:.2e} ({worst.stage}, {worst.case}, {worst.backend}, {worst.output})")
+        if args.report:
+            write_report(rows, args.report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

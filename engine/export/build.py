@@ -1,0 +1,161 @@
+"""Build a real SAM 2 architecture: from an official checkpoint, or with seeded random weights."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ExportError
+from engine.modelset import file_sha256
+from engine.variants import Variant
+
+SUPPORTED_IMAGE_SIZES = (512, 1024)
+
+
+def require_export_deps() -> None:
+    """Fail with an actionable message when the export extra is not installed."""
+    missing = []
+    for module, hint in (
+        ("torch", "pip install -e '.[export]'  (torch==2.13.0)"),
+        ("onnx", "pip install -e '.[export]'"),
+        ("onnxscript", "pip install -e '.[export]'"),
+        ("hydra", "pip install -e '.[export]'  (hydra-core)"),
+        ("sam2", "pip install --no-deps sam2  (after the export extra)"),
+    ):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(f"{module}: {hint}")
+    if missing:
+        raise ExportError(
+            "exporting needs the 'export' extra, and these modules are missing:\n  " + "\n  ".join(missing)
+        )
+
+
+@dataclass
+class BuiltModel:
+    model: Any  # sam2.sam2_video_predictor.SAM2VideoPredictor
+    variant: Variant
+    image_size: int
+    weights: dict[str, Any] = field(default_factory=dict)  # provenance for the manifest
+
+
+def _hydra_overrides(image_size: int) -> list[str]:
+    if image_size == 1024:
+        return []
+    feat = image_size // 16
+    return [
+        f"++model.image_size={image_size}",
+        f"++model.memory_attention.layer.self_attention.feat_sizes=[{feat},{feat}]",
+        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]",
+    ]
+
+
+def _perturb_all_parameters(model: Any, seed: int, scale: float = 0.02) -> None:
+    """Add seeded noise to every parameter.
+
+    The reference deep-copies one initialised layer for repeated blocks, so memory-attention layers
+    and fuser blocks start identical; perturbing everything (norms and biases included) gives a
+    model where no two layers are equal and every weight matters.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+            noise = torch.randn(p.shape, generator=gen, dtype=torch.float32)
+            p.add_(noise.to(p.dtype) * scale)
+
+
+def _load_checkpoint(model: Any, path: Path, variant: Variant) -> None:
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ExportError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(payload, dict) or "model" not in payload or not isinstance(payload["model"], dict):
+        raise ExportError(
+            f"checkpoint {path} is not an official SAM 2 checkpoint: expected a dict with the weights "
+            f"under the key 'model'"
+        )
+    state = payload["model"]
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or mismatched:
+
+        def head(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (f" ... (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+
+        lines = [f"checkpoint {path} does not match variant {variant.name}:"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {head(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {head(unexpected)}")
+        if mismatched:
+            shapes = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in mismatched]
+            lines.append(f"  shape mismatches ({len(mismatched)}): {head(shapes)}")
+        lines.append("  is it a checkpoint of another variant? (sam2 vs sam2.1, tiny/small/base_plus/large)")
+        raise ExportError("\n".join(lines))
+    model.load_state_dict(state, strict=True)
+
+
+def _apply_param_overrides(model: Any, overrides: dict[str, float]) -> None:
+    import torch
+
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in overrides.items():
+            if name not in params:
+                raise ExportError(f"--set names no parameter {name!r} of the model")
+            params[name].fill_(float(value))
+
+
+def build_model(
+    variant: Variant,
+    image_size: int = 1024,
+    checkpoint: Path | None = None,
+    seed: int = 0,
+    param_overrides: dict[str, float] | None = None,
+) -> BuiltModel:
+    """Build the video predictor of `variant` in eval mode on the CPU.
+
+    The video predictor's settings (stability fallback, binarised memory for clicked frames,
+    hole filling) are the ones the tracker reproduces, so the same object serves as the export
+    source and as the PyTorch reference.
+    """
+    require_export_deps()
+    if image_size not in SUPPORTED_IMAGE_SIZES:
+        raise ExportError(f"image size {image_size} is not supported; choose one of {SUPPORTED_IMAGE_SIZES}")
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        if not checkpoint.is_file():
+            raise ExportError(f"checkpoint file not found: {checkpoint}")
+
+    import torch
+    from sam2.build_sam import build_sam2_video_predictor
+
+    torch.manual_seed(seed)
+    try:
+        model = build_sam2_video_predictor(
+            variant.config, ckpt_path=None, device="cpu", hydra_overrides_extra=_hydra_overrides(image_size)
+        )
+    except Exception as exc:
+        raise ExportError(f"the sam2 package could not build {variant.name}: {exc}") from exc
+
+    if checkpoint is not None:
+        _load_checkpoint(model, checkpoint, variant)
+        weights: dict[str, Any] = {"source": "checkpoint", "checkpoint": checkpoint.name,
+                                   "sha256": file_sha256(checkpoint)}
+    else:
+        _perturb_all_parameters(model, seed)
+        weights = {"source": "random", "seed": seed}
+    if param_overrides:
+        _apply_param_overrides(model, param_overrides)
+        weights["overrides"] = {k: float(v) for k, v in param_overrides.items()}
+    model.eval()
+    return BuiltModel(model=model, variant=variant, image_size=image_size, weights=weights)

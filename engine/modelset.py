@@ -1,0 +1,216 @@
+"""A model set on disk: manifest (modelset.yaml), constants.npz and four ONNX stage files.
+
+The manifest carries everything the numpy core needs to know about the model (image size, memory
+hyper-parameters, SAM 2.0 vs 2.1 flags), each stage's file with its I/O signature and sha256, and
+provenance (checkpoint hash or random seed, exporter/torch/opset versions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from engine.errors import ModelSetError
+
+FORMAT_VERSION = 1
+MANIFEST = "modelset.yaml"
+CONSTANTS = "constants.npz"
+STAGES = ("image_encoder", "mask_decoder", "memory_attention", "memory_encoder")
+
+# Constants every model set has, and those only SAM 2.1 sets have.
+REQUIRED_CONSTANTS = ("no_mem_embed", "maskmem_tpos_enc", "no_obj_ptr", "vision_pos_enc",
+                      "maskmem_pos_enc", "mask_downsample_weight", "mask_downsample_bias")
+CONSTANTS_2_1 = ("no_obj_embed_spatial", "obj_ptr_tpos_proj_weight", "obj_ptr_tpos_proj_bias")
+
+# Hyper-parameters of the tracker, as the exporter reads them off the reference model.
+MODEL_KEYS = (
+    "image_size", "backbone_stride", "hidden_dim", "mem_dim", "num_maskmem", "max_obj_ptrs_in_encoder",
+    "max_cond_frames_in_attn", "memory_temporal_stride_for_eval", "sigmoid_scale_for_mem_enc",
+    "sigmoid_bias_for_mem_enc", "directly_add_no_mem_embed", "use_obj_ptrs_in_encoder",
+    "add_tpos_enc_to_obj_ptrs", "proj_tpos_enc_in_obj_ptrs", "use_signed_tpos_enc_to_obj_ptrs",
+    "only_obj_ptrs_in_the_past_for_eval", "multimask_output_in_sam", "multimask_output_for_tracking",
+    "multimask_min_pt_num", "multimask_max_pt_num", "use_multimask_token_for_obj_ptr", "pred_obj_scores",
+    "soft_no_obj_ptr", "fixed_no_obj_ptr", "use_mask_input_as_output_without_sam",
+    "binarize_mask_from_pts_for_mem_enc", "fill_hole_area", "non_overlap_masks", "no_obj_embed_spatial",
+    "dynamic_multimask_via_stability", "dynamic_multimask_stability_delta",
+    "dynamic_multimask_stability_thresh",
+)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]  # str entries are dynamic axes
+
+    def to_yaml(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_yaml(cls, d: dict[str, Any]) -> TensorSpec:
+        return cls(str(d["name"]), str(d["dtype"]), tuple(d["shape"]))
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    file: str
+    sha256: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def to_yaml(self) -> dict[str, Any]:
+        return {"file": self.file, "sha256": self.sha256,
+                "inputs": [t.to_yaml() for t in self.inputs],
+                "outputs": [t.to_yaml() for t in self.outputs]}
+
+    @classmethod
+    def from_yaml(cls, name: str, d: dict[str, Any]) -> StageSpec:
+        return cls(name, str(d["file"]), str(d.get("sha256", "")),
+                   tuple(TensorSpec.from_yaml(t) for t in d["inputs"]),
+                   tuple(TensorSpec.from_yaml(t) for t in d["outputs"]))
+
+
+@dataclass
+class Manifest:
+    variant: str
+    family: str
+    model: dict[str, Any]
+    stages: dict[str, StageSpec]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def image_size(self) -> int:
+        return int(self.model["image_size"])
+
+    @property
+    def feat_size(self) -> int:
+        return self.image_size // int(self.model["backbone_stride"])
+
+    def to_yaml(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "variant": self.variant,
+            "family": self.family,
+            "model": dict(self.model),
+            "stages": {k: v.to_yaml() for k, v in self.stages.items()},
+            "provenance": dict(self.provenance),
+        }
+
+    @classmethod
+    def from_yaml(cls, d: Any, source: str = MANIFEST) -> Manifest:
+        if not isinstance(d, dict):
+            raise ModelSetError(f"{source}: expected a mapping at the top level, got {type(d).__name__}")
+        version = d.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ModelSetError(f"{source}: format_version {version!r} is not supported "
+                                f"(this engine reads version {FORMAT_VERSION}); re-export the model set")
+        try:
+            model = dict(d["model"])
+            missing = [k for k in MODEL_KEYS if k not in model]
+            if missing:
+                raise ModelSetError(f"{source}: model section lacks {', '.join(missing)}")
+            stages_d = d["stages"]
+            absent = [s for s in STAGES if s not in stages_d]
+            if absent:
+                raise ModelSetError(f"{source}: stages section lacks {', '.join(absent)}")
+            stages = {s: StageSpec.from_yaml(s, stages_d[s]) for s in STAGES}
+            return cls(variant=str(d["variant"]), family=str(d["family"]), model=model, stages=stages,
+                       provenance=dict(d.get("provenance") or {}), format_version=version)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelSetError(f"{source}: malformed manifest ({type(exc).__name__}: {exc})") from exc
+
+
+class _ManifestDumper(yaml.SafeDumper):
+    """Shapes and other short lists of scalars on one line, everything else in block style."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flow = all(isinstance(x, (int, float, str, bool)) for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_ManifestDumper.add_representer(list, _represent_list)
+
+
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    path.write_text(yaml.dump(manifest.to_yaml(), Dumper=_ManifestDumper, sort_keys=False))
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ModelSet:
+    """A validated model set directory."""
+
+    def __init__(self, root: Path, manifest: Manifest, constants: dict[str, np.ndarray]) -> None:
+        self.root = root
+        self.manifest = manifest
+        self.constants = constants
+
+    @property
+    def variant(self) -> str:
+        return self.manifest.variant
+
+    @property
+    def is_2_1(self) -> bool:
+        return self.manifest.family == "sam2.1"
+
+    def stage_path(self, stage: str) -> Path:
+        if stage not in self.manifest.stages:
+            raise ModelSetError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+        return self.root / self.manifest.stages[stage].file
+
+    def verify_checksums(self) -> None:
+        """Compare each stage file with the sha256 the exporter recorded (catches truncated copies)."""
+        for name, spec in self.manifest.stages.items():
+            if spec.sha256 and file_sha256(self.root / spec.file) != spec.sha256:
+                raise ModelSetError(f"{self.root / spec.file}: checksum differs from the manifest; the file "
+                                    f"is corrupt or was replaced (stage {name}); re-export the model set")
+
+    @classmethod
+    def load(cls, root: str | Path, verify_checksums: bool = False, expect_variant: str | None = None) -> ModelSet:
+        root = Path(root)
+        if not root.is_dir():
+            raise ModelSetError(f"model set directory not found: {root}")
+        mpath = root / MANIFEST
+        if not mpath.is_file():
+            raise ModelSetError(f"{root} is not a model set: {MANIFEST} is missing "
+                                f"(create one with `python -m engine.export --out {root}`)")
+        try:
+            raw = yaml.safe_load(mpath.read_text())
+        except yaml.YAMLError as exc:
+            raise ModelSetError(f"{mpath}: not valid YAML: {exc}") from exc
+        manifest = Manifest.from_yaml(raw, str(mpath))
+        if expect_variant is not None and manifest.variant != expect_variant:
+            raise ModelSetError(f"{root} holds variant {manifest.variant}, but {expect_variant} was asked for")
+        for name, spec in manifest.stages.items():
+            if not (root / spec.file).is_file():
+                raise ModelSetError(f"{root}: stage file {spec.file} of {name} is missing")
+        cpath = root / CONSTANTS
+        if not cpath.is_file():
+            raise ModelSetError(f"{root}: {CONSTANTS} is missing")
+        try:
+            with np.load(cpath) as npz:
+                constants = {k: npz[k] for k in npz.files}
+        except Exception as exc:  # zipfile/npy errors of a damaged file
+            raise ModelSetError(f"{cpath}: cannot read constants ({exc})") from exc
+        needed = REQUIRED_CONSTANTS + (CONSTANTS_2_1 if manifest.family == "sam2.1" else ())
+        lacking = [k for k in needed if k not in constants]
+        if lacking:
+            raise ModelSetError(f"{cpath}: lacks {', '.join(lacking)}")
+        ms = cls(root, manifest, constants)
+        if verify_checksums:
+            ms.verify_checksums()
+        return ms
