@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import BackendUnavailableError, ConfigError
+from engine.errors import BackendUnavailableError, ConfigError, InputError
 
 log = logging.getLogger("backends")
 
@@ -66,7 +66,7 @@ class Stage(ABC):
         missing = [n for n in self.input_names if n not in inputs]
         extra = [n for n in inputs if n not in self.input_names]
         if missing or extra:
-            raise ConfigError(
+            raise InputError(
                 f"stage {self.name}: inputs do not match the model (missing: {missing or 'none'}, "
                 f"unexpected: {extra or 'none'}; the model takes {list(self.input_names)})"
             )
