@@ -21,7 +21,7 @@ def test_manifest_records_provenance_and_model(modelset):
     m = modelset.manifest
     assert m.variant == "sam2.1_hiera_tiny" and m.family == "sam2.1"
     assert m.image_size == 512 and m.feat_size == 32
-    assert m.provenance["weights"] == {"source": "random", "seed": 0}
+    assert m.provenance["weights"]["source"] == "random" and m.provenance["weights"]["seed"] == 0
     versions = m.provenance["versions"]
     assert versions["torch"].startswith("2.13") and versions["opset"] == "18"
     assert "exporter" in versions

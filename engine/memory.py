@@ -1,0 +1,209 @@
+"""The memory bank of one object: which frames and pointers enter memory attention, and bounded storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+# ----------------------------------------------------------------------------- bfloat16 storage
+def to_bf16(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns (uint16), round to nearest even, as torch's .to(bfloat16)."""
+    bits = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
+    out = ((bits + rounding) >> 16).astype(np.uint16)
+    nan = np.isnan(x)
+    if nan.any():
+        out[nan] = 0x7FC0
+    return out
+
+
+def from_bf16(x: np.ndarray) -> np.ndarray:
+    return (x.astype(np.uint32) << 16).view(np.float32)
+
+
+@dataclass
+class FrameOutput:
+    """What one tracked or prompted frame leaves behind for one object."""
+
+    pred_masks: np.ndarray  # [h4, w4] float32 low-res logits (hole-filled)
+    obj_ptr: np.ndarray  # [256]
+    object_score: float
+    maskmem: np.ndarray | None = None  # [64, h, w]: float32, or uint16 bfloat16 bits
+    iou: float = 0.0
+
+    def memory_features(self) -> np.ndarray:
+        assert self.maskmem is not None
+        return from_bf16(self.maskmem) if self.maskmem.dtype == np.uint16 else self.maskmem
+
+    def nbytes(self) -> int:
+        return self.pred_masks.nbytes + self.obj_ptr.nbytes + (0 if self.maskmem is None else self.maskmem.nbytes)
+
+
+@dataclass
+class MemoryInputs:
+    memory: np.ndarray  # [M, 64, h, w]
+    memory_pos: np.ndarray  # [M, 64, h, w]
+    obj_ptrs: np.ndarray  # [N, 256]
+    obj_ptr_pos: np.ndarray  # [N, 64]
+    memory_frames: list[int]
+    pointer_frames: list[int]
+
+
+def sine_pe_1d(positions: np.ndarray, dim: int, temperature: float = 10000.0) -> np.ndarray:
+    """As sam2_utils.get_1d_sine_pe: half sin, half cos."""
+    pe_dim = dim // 2
+    dim_t = temperature ** (2 * (np.arange(pe_dim, dtype=np.float32) // 2) / pe_dim)
+    pe = positions.astype(np.float32)[:, None] / dim_t.astype(np.float32)
+    return np.concatenate([np.sin(pe), np.cos(pe)], axis=-1).astype(np.float32)
+
+
+def select_closest_cond_frames(frame_idx: int, cond: dict[int, FrameOutput], max_cond: int):
+    """As sam2_utils.select_closest_cond_frames: all when max_cond is -1 or enough, else the closest."""
+    if max_cond == -1 or len(cond) <= max_cond:
+        return dict(cond), {}
+    assert max_cond >= 2, "max_cond_frames_in_attn must be -1 or at least 2"
+    selected: dict[int, FrameOutput] = {}
+    before = max((t for t in cond if t < frame_idx), default=None)
+    if before is not None:
+        selected[before] = cond[before]
+    after = min((t for t in cond if t >= frame_idx), default=None)
+    if after is not None:
+        selected[after] = cond[after]
+    rest = max_cond - len(selected)
+    for t in sorted((t for t in cond if t not in selected), key=lambda x: abs(x - frame_idx))[:rest]:
+        selected[t] = cond[t]
+    return selected, {t: v for t, v in cond.items() if t not in selected}
+
+
+@dataclass
+class ObjectMemory:
+    """Outputs of one object: prompted (conditioning) frames, tracked frames, and not yet consolidated ones."""
+
+    cond: dict[int, FrameOutput] = field(default_factory=dict)
+    non_cond: dict[int, FrameOutput] = field(default_factory=dict)
+    temp_cond: dict[int, FrameOutput] = field(default_factory=dict)
+    temp_non_cond: dict[int, FrameOutput] = field(default_factory=dict)
+
+    def get(self, frame_idx: int) -> FrameOutput | None:
+        for d in (self.temp_cond, self.temp_non_cond, self.cond, self.non_cond):
+            if frame_idx in d:
+                return d[frame_idx]
+        return None
+
+    def clear(self) -> None:
+        for d in (self.cond, self.non_cond, self.temp_cond, self.temp_non_cond):
+            d.clear()
+
+    def evict(self, frame_idx: int, window: int) -> None:
+        """Drop tracked frames farther than `window` from `frame_idx`: no rule can select them any more
+        while tracking proceeds from here (prompted frames are always kept)."""
+        for t in [t for t in self.non_cond if abs(t - frame_idx) > window]:
+            del self.non_cond[t]
+
+    def nbytes(self) -> int:
+        return sum(o.nbytes() for d in (self.cond, self.non_cond, self.temp_cond, self.temp_non_cond)
+                   for o in d.values())
+
+
+class MemoryPlanner:
+    """SAM2Base._prepare_memory_conditioned_features, as a pure function of the bank and the model's rules."""
+
+    def __init__(self, model: dict[str, Any], constants: dict[str, np.ndarray], memory_frames: int,
+                 max_obj_ptrs: int) -> None:
+        self.model = model
+        self.num_maskmem = int(model["num_maskmem"])
+        self.recent = min(memory_frames, self.num_maskmem) - 1  # t_pos 1..recent counted from the newest
+        self.stride = int(model["memory_temporal_stride_for_eval"])
+        self.max_ptrs_model = int(model["max_obj_ptrs_in_encoder"])
+        self.max_ptrs = min(max_obj_ptrs, self.max_ptrs_model)
+        self.tpos_enc = constants["maskmem_tpos_enc"]  # [num_maskmem, 64]
+        self.maskmem_pos = constants["maskmem_pos_enc"][0]  # [64, h, w]
+        self.mem_dim = int(model["mem_dim"])
+        self.hidden_dim = int(model["hidden_dim"])
+        self.tpos_w = constants.get("obj_ptr_tpos_proj_weight")
+        self.tpos_b = constants.get("obj_ptr_tpos_proj_bias")
+
+    @property
+    def window(self) -> int:
+        """How far back (in frames) any rule can reach from the frame being tracked."""
+        spatial = (self.num_maskmem + 1) * self.stride
+        return max(spatial, self.max_ptrs_model)
+
+    def _prev_frame(self, frame_idx: int, t_rel: int, reverse: bool) -> int:
+        r = self.stride
+        if t_rel == 1:
+            return frame_idx + 1 if reverse else frame_idx - 1
+        if not reverse:
+            return ((frame_idx - 2) // r) * r - (t_rel - 2) * r
+        return -(-(frame_idx + 2) // r) * r + (t_rel - 2) * r
+
+    def plan(self, bank: ObjectMemory, frame_idx: int, num_frames: int | None, reverse: bool) -> MemoryInputs:
+        model = self.model
+        selected, unselected = select_closest_cond_frames(frame_idx, bank.cond,
+                                                          int(model["max_cond_frames_in_attn"]))
+        entries: list[tuple[int, int, FrameOutput]] = [(0, t, out) for t, out in selected.items()]
+        for t_pos in range(1, self.num_maskmem):
+            t_rel = self.num_maskmem - t_pos
+            if t_rel > self.recent:
+                continue  # memory_frames below the model's num_maskmem drops the oldest memories
+            prev = self._prev_frame(frame_idx, t_rel, reverse)
+            out = bank.non_cond.get(prev, unselected.get(prev))
+            if out is not None:
+                entries.append((t_pos, prev, out))
+        feats, pos, mem_frames = [], [], []
+        for t_pos, t, out in entries:
+            if out.maskmem is None:
+                continue
+            feats.append(out.memory_features())
+            pos.append(self.maskmem_pos + self.tpos_enc[self.num_maskmem - t_pos - 1][:, None, None])
+            mem_frames.append(t)
+
+        ptrs, ptr_pos_raw, ptr_frames = [], [], []
+        if model["use_obj_ptrs_in_encoder"]:
+            n_frames = num_frames if num_frames is not None else self.max_ptrs_model
+            max_ptrs_norm = min(n_frames, self.max_ptrs_model)
+            max_ptrs = min(n_frames, self.max_ptrs)
+            sign = -1 if reverse else 1
+            for t, out in selected.items():
+                if model["only_obj_ptrs_in_the_past_for_eval"] and (t < frame_idx if reverse else t > frame_idx):
+                    continue
+                d = (frame_idx - t) * sign if model["use_signed_tpos_enc_to_obj_ptrs"] else abs(frame_idx - t)
+                ptrs.append(out.obj_ptr)
+                ptr_pos_raw.append(d)
+                ptr_frames.append(t)
+            for t_diff in range(1, max_ptrs):
+                t = frame_idx + t_diff if reverse else frame_idx - t_diff
+                if t < 0 or (num_frames is not None and t >= num_frames):
+                    break
+                out = bank.non_cond.get(t, unselected.get(t))
+                if out is not None:
+                    ptrs.append(out.obj_ptr)
+                    ptr_pos_raw.append(t_diff)
+                    ptr_frames.append(t)
+            ptr_pos = self._pointer_positions(np.asarray(ptr_pos_raw, np.float32), max_ptrs_norm - 1)
+        else:
+            ptr_pos = np.zeros((0, self.mem_dim), np.float32)
+        h, w = self.maskmem_pos.shape[1:]
+        return MemoryInputs(
+            memory=np.stack(feats).astype(np.float32) if feats else np.zeros((0, self.mem_dim, h, w), np.float32),
+            memory_pos=np.stack(pos).astype(np.float32) if pos else np.zeros((0, self.mem_dim, h, w), np.float32),
+            obj_ptrs=np.stack(ptrs).astype(np.float32) if ptrs else np.zeros((0, self.hidden_dim), np.float32),
+            obj_ptr_pos=ptr_pos,
+            memory_frames=mem_frames,
+            pointer_frames=ptr_frames,
+        )
+
+    def _pointer_positions(self, dist: np.ndarray, t_diff_max: int) -> np.ndarray:
+        n = dist.shape[0]
+        if n == 0:
+            return np.zeros((0, self.mem_dim), np.float32)
+        if not self.model["add_tpos_enc_to_obj_ptrs"]:
+            return np.zeros((n, self.mem_dim), np.float32)  # SAM 2.0: pointers carry no temporal position
+        proj = bool(self.model["proj_tpos_enc_in_obj_ptrs"])
+        pe = sine_pe_1d(dist / max(t_diff_max, 1), self.hidden_dim if proj else self.mem_dim)
+        if proj:
+            pe = pe @ self.tpos_w.T + self.tpos_b
+        return pe.astype(np.float32)

@@ -1,0 +1,140 @@
+"""Frames and prompts into model space, and PyTorch-compatible resizing in numpy/OpenCV."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from engine.errors import InputError
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def check_frame(frame: np.ndarray, where: str = "frame") -> np.ndarray:
+    """An RGB uint8 frame H x W x 3 (grayscale H x W is promoted); anything else is an InputError."""
+    if not isinstance(frame, np.ndarray):
+        raise InputError(f"{where}: expected a numpy array H x W x 3 (RGB, uint8), got {type(frame).__name__}")
+    if frame.ndim == 2:
+        frame = np.repeat(frame[:, :, None], 3, axis=2)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 2 or frame.shape[1] < 2:
+        raise InputError(f"{where}: expected shape H x W x 3 (RGB), got {frame.shape}")
+    if frame.dtype != np.uint8:
+        if np.issubdtype(frame.dtype, np.floating) and frame.size and float(np.nanmax(frame)) <= 1.0:
+            frame = frame * 255.0
+        if np.issubdtype(frame.dtype, np.floating) and not np.all(np.isfinite(frame)):
+            raise InputError(f"{where}: contains NaN or Inf")
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+    return frame
+
+
+def frame_to_input(frame: np.ndarray, image_size: int) -> np.ndarray:
+    """RGB uint8 H x W x 3 -> 1 x 3 x S x S float32: resized without keeping the aspect ratio (as SAM 2),
+    scaled to [0, 1], ImageNet mean/std. Bilinear resize (SAM 2's own loaders use PIL bicubic or decord)."""
+    frame = check_frame(frame)
+    resized = cv2.resize(frame, (image_size, image_size), interpolation=cv2.INTER_LINEAR)
+    x = resized.astype(np.float32) * (1.0 / 255.0)
+    x = (x - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def resize_bilinear(x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear, align_corners=False, as torch.nn.functional.interpolate (no antialiasing). 2-D float32."""
+    if x.shape == tuple(out_hw):
+        return x.astype(np.float32, copy=False)
+    return cv2.resize(x.astype(np.float32, copy=False), (out_hw[1], out_hw[0]), interpolation=cv2.INTER_LINEAR)
+
+
+@lru_cache(maxsize=32)
+def _aa_weights(in_size: int, out_size: int) -> np.ndarray:
+    """Row-stochastic out x in matrix of PyTorch's antialiased bilinear resize (a triangle filter whose
+    support widens with the downscale factor; plain bilinear when upscaling)."""
+    scale = in_size / out_size
+    support = scale if scale >= 1.0 else 1.0
+    invscale = 1.0 / scale if scale >= 1.0 else 1.0
+    w = np.zeros((out_size, in_size), np.float64)
+    for i in range(out_size):
+        center = scale * (i + 0.5)
+        lo = max(int(center - support + 0.5), 0)
+        hi = min(int(center + support + 0.5), in_size)
+        j = np.arange(lo, hi)
+        taps = np.clip(1.0 - np.abs((j - center + 0.5) * invscale), 0.0, None)
+        total = taps.sum()
+        if total > 0:
+            w[i, lo:hi] = taps / total
+    return w.astype(np.float32)
+
+
+def resize_antialias(x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear with antialias=True, align_corners=False, as torch's interpolate. 2-D float32."""
+    if x.shape == tuple(out_hw):
+        return x.astype(np.float32, copy=False)
+    wh = _aa_weights(x.shape[0], out_hw[0])
+    ww = _aa_weights(x.shape[1], out_hw[1])
+    return (wh @ x.astype(np.float32, copy=False) @ ww.T).astype(np.float32)
+
+
+def prompt_points(
+    points: np.ndarray | None,
+    labels: np.ndarray | None,
+    box: np.ndarray | None,
+    video_hw: tuple[int, int],
+    image_size: int,
+    normalize_coords: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clicks and/or a box in video pixels -> (coords [P,2] in model pixels, labels [P] int32).
+
+    A box becomes two points labelled 2 and 3, placed before the clicks (as SAM 2 does).
+    """
+    h, w = video_hw
+    if (points is None) != (labels is None):
+        raise InputError("points and labels must be given together")
+    if points is None and box is None:
+        raise InputError("a prompt needs points (with labels) or a box")
+    pts = np.zeros((0, 2), np.float32) if points is None else np.asarray(points, np.float32)
+    lbl = np.zeros((0,), np.int32) if labels is None else np.asarray(labels)
+    if pts.ndim == 1 and pts.size == 2:
+        pts = pts[None]
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise InputError(f"points must have shape N x 2 (x, y), got {pts.shape}")
+    lbl = lbl.reshape(-1)
+    if lbl.shape[0] != pts.shape[0]:
+        raise InputError(f"{pts.shape[0]} points but {lbl.shape[0]} labels")
+    if lbl.size and not np.all(np.isin(lbl, (0, 1))):
+        raise InputError(f"labels must be 1 (positive) or 0 (negative), got {sorted(set(lbl.tolist()))}")
+    if not np.all(np.isfinite(pts)):
+        raise InputError("points contain NaN or Inf")
+    lbl = lbl.astype(np.int32)
+    if box is not None:
+        b = np.asarray(box, np.float32).reshape(-1)
+        if b.shape != (4,) or not np.all(np.isfinite(b)):
+            raise InputError(f"box must be x0, y0, x1, y1, got {np.asarray(box).tolist()}")
+        if b[2] <= b[0] or b[3] <= b[1]:
+            raise InputError(f"box {b.tolist()} is empty: x1 must exceed x0 and y1 must exceed y0")
+        pts = np.concatenate([b.reshape(2, 2), pts], 0)
+        lbl = np.concatenate([np.array([2, 3], np.int32), lbl])
+    if normalize_coords:
+        bad = (pts[:, 0] < 0) | (pts[:, 0] > w) | (pts[:, 1] < 0) | (pts[:, 1] > h)
+        if np.any(bad):
+            raise InputError(f"prompt coordinates {pts[bad].tolist()} lie outside the {w} x {h} frame")
+        pts = pts / np.array([w, h], np.float32) * image_size
+    else:
+        pts = pts * image_size
+    return pts.astype(np.float32), lbl
+
+
+def prompt_mask(mask: np.ndarray, video_hw: tuple[int, int], image_size: int) -> np.ndarray:
+    """A video-size mask -> S x S float32 of 0/1, resized as SAM 2's add_new_mask does."""
+    m = np.asarray(mask)
+    if m.ndim == 3 and m.shape[2] in (1, 3, 4):
+        m = m[..., 0]
+    if m.ndim != 2:
+        raise InputError(f"mask must be 2-D (H x W), got shape {m.shape}")
+    if m.shape != tuple(video_hw):
+        raise InputError(f"mask is {m.shape[1]} x {m.shape[0]}, the video is {video_hw[1]} x {video_hw[0]}")
+    m = (m > 0).astype(np.float32)
+    if m.shape != (image_size, image_size):
+        m = (resize_antialias(m, (image_size, image_size)) >= 0.5).astype(np.float32)
+    return m
