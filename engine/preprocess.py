@@ -40,31 +40,59 @@ def frame_to_input(frame: np.ndarray, image_size: int) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
+@lru_cache(maxsize=32)
+def _bilinear_weights(in_size: int, out_size: int) -> np.ndarray:
+    """out x in matrix of torch's bilinear resize with align_corners=False (no antialiasing)."""
+    # torch's rounding: a float32 scale, the source index computed in float64 and rounded to float32
+    f32 = np.float32
+    scale = f32(in_size) / f32(out_size)
+    src = np.maximum((np.float64(scale) * (np.arange(out_size) + 0.5) - 0.5).astype(f32), f32(0.0))
+    i0 = np.minimum(src.astype(np.int64), in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    frac = np.clip(src - i0.astype(f32), f32(0), f32(1))
+    w = np.zeros((out_size, in_size), np.float64)
+    rows = np.arange(out_size)
+    np.add.at(w, (rows, i0), f32(1) - frac)
+    np.add.at(w, (rows, i1), frac)
+    return w.astype(np.float32)
+
+
 def resize_bilinear(x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear, align_corners=False, as torch.nn.functional.interpolate (no antialiasing). 2-D float32."""
+    """Bilinear, align_corners=False, as torch.nn.functional.interpolate (no antialiasing). 2-D float32.
+
+    OpenCV is exact for whole-number upscales (its weights are then dyadic fractions) and much faster;
+    other ratios go through separable weight matrices, since OpenCV's weights differ there by ~1e-4.
+    """
+    x = x.astype(np.float32, copy=False)
     if x.shape == tuple(out_hw):
-        return x.astype(np.float32, copy=False)
-    return cv2.resize(x.astype(np.float32, copy=False), (out_hw[1], out_hw[0]), interpolation=cv2.INTER_LINEAR)
+        return x
+    (h, w), (oh, ow) = x.shape, out_hw
+    if oh % h == 0 and ow % w == 0 and oh // h in (2, 4, 8) and ow // w in (2, 4, 8):
+        return cv2.resize(x, (ow, oh), interpolation=cv2.INTER_LINEAR)
+    return _bilinear_weights(h, oh) @ x @ _bilinear_weights(w, ow).T
 
 
 @lru_cache(maxsize=32)
 def _aa_weights(in_size: int, out_size: int) -> np.ndarray:
-    """Row-stochastic out x in matrix of PyTorch's antialiased bilinear resize (a triangle filter whose
-    support widens with the downscale factor; plain bilinear when upscaling)."""
-    scale = in_size / out_size
-    support = scale if scale >= 1.0 else 1.0
-    invscale = 1.0 / scale if scale >= 1.0 else 1.0
-    w = np.zeros((out_size, in_size), np.float64)
+    """Row-stochastic out x in matrix of torch's antialiased bilinear resize: a triangle filter whose
+    support widens with the downscale factor (plain bilinear taps when upscaling). The arithmetic follows
+    torch's CPU kernel in float32, so that thresholded masks agree pixel for pixel."""
+    f32 = np.float32
+    scale = f32(in_size) / f32(out_size)
+    support = scale if scale >= 1.0 else f32(1.0)
+    invscale = f32(1.0) / scale if scale >= 1.0 else f32(1.0)
+    w = np.zeros((out_size, in_size), np.float32)
     for i in range(out_size):
-        center = scale * (i + 0.5)
-        lo = max(int(center - support + 0.5), 0)
-        hi = min(int(center + support + 0.5), in_size)
+        center = f32(np.float64(scale) * (i + 0.5))
+        lo = max(int(np.float64(center) - support + 0.5), 0)
+        hi = min(int(np.float64(center) + support + 0.5), in_size)
         j = np.arange(lo, hi)
-        taps = np.clip(1.0 - np.abs((j - center + 0.5) * invscale), 0.0, None)
-        total = taps.sum()
+        x = ((j.astype(f32) - center).astype(np.float64) + 0.5) * np.float64(invscale)
+        taps = np.clip(f32(1.0) - np.abs(x.astype(f32)), f32(0.0), None).astype(f32)
+        total = taps.sum(dtype=f32)
         if total > 0:
             w[i, lo:hi] = taps / total
-    return w.astype(np.float32)
+    return w
 
 
 def resize_antialias(x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
