@@ -75,6 +75,25 @@ class ReferenceTracker:
         self.fill_holes = fill_holes
         self.stage_log: list[tuple[str, float]] | None = None
 
+    def profile(self) -> None:
+        """Log (stage, seconds) of every stage module call into `stage_log`, as the engine's profiler does
+        (the prompt encoder, a few microseconds, is not counted)."""
+        self.stage_log = []
+        m = self.predictor
+        modules = {"image_encoder": m.image_encoder, "memory_attention": m.memory_attention,
+                   "mask_decoder": m.sam_mask_decoder, "memory_encoder": m.memory_encoder}
+        for name, module in modules.items():
+            def pre(_module, _args, name=name):
+                self._started[name] = time.perf_counter()
+
+            def post(_module, _args, _out, name=name):
+                if self.stage_log is not None:
+                    self.stage_log.append((name, time.perf_counter() - self._started.pop(name)))
+
+            module.register_forward_pre_hook(pre)
+            module.register_forward_hook(post)
+        self._started: dict[str, float] = {}
+
     def _ctx(self):
         import torch
 
@@ -112,16 +131,16 @@ class ReferenceTracker:
 
     def propagate_in_video(self, state: dict, **kwargs) -> Iterator[tuple[int, list[int], np.ndarray, np.ndarray, np.ndarray]]:
         """Yields frame_idx, obj_ids, video-res logits [n,H,W], low-res logits [n,h4,w4], object scores [n]."""
+        import sam2.sam2_video_predictor as svp
+
+        svp.tqdm = lambda iterable, **_kw: iterable  # callers show their own progress
         gen = self.predictor.propagate_in_video(state, **kwargs)
         while True:
             with self._ctx():
-                t0 = time.perf_counter()
                 try:
                     frame_idx, obj_ids, video_res = next(gen)
                 except StopIteration:
                     return
-                if self.stage_log is not None:
-                    self.stage_log.append(("frame", time.perf_counter() - t0))
             low, scores = self.frame_outputs(state, frame_idx)
             yield frame_idx, list(obj_ids), video_res[:, 0].float().numpy(), low, scores
 
