@@ -1,0 +1,235 @@
+"""GPU check: stage parity and stage timing on ONNX Runtime's CUDA execution provider.
+
+Run on a machine with an NVIDIA GPU and onnxruntime-gpu (plus torch and sam2 if the model set must be
+exported there):
+
+    python benchmarks/gpu_check.py --out gpu-results
+
+It (1) exports the default model set if --model is missing, (2) compares every stage on ORT CUDA with
+its PyTorch module (TF32 off, then ORT's default), (3) times each stage on ORT CUDA with and without IO
+binding, on ORT CPU and on PyTorch CUDA eager, with the same inputs, (4) tracks a synthetic clip on
+ORT CUDA with the benchmark harness, and (5) tries OpenVINO's GPU plugin when openvino is installed
+(it drives Intel GPUs; an NVIDIA card is reported as not seen). Results: gpu_check.json and
+gpu_check.md under --out, and a table on the console.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from backends.base import BackendConfig  # noqa: E402
+from engine.modelset import ModelSet  # noqa: E402
+from engine.stages import StageSet  # noqa: E402
+
+
+def gpu_name() -> str:
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+    except Exception as exc:  # no nvidia-smi: report, do not fail
+        return f"unknown ({exc})"
+
+
+def stage_inputs(ms: ModelSet, frames: int, ptrs: int, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    f, s = ms.manifest.feat_size, ms.manifest.image_size
+
+    def r(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    return {
+        "image_encoder": {"image": r(1, 3, s, s)},
+        "mask_decoder": {"image_embed": r(1, 256, f, f), "high_res_feat0": r(1, 32, 4 * f, 4 * f),
+                         "high_res_feat1": r(1, 64, 2 * f, 2 * f),
+                         "point_coords": (rng.random((1, 1, 2)) * s).astype(np.float32),
+                         "point_labels": np.ones((1, 1), np.int32), "mask_input": r(1, 1, 4 * f, 4 * f),
+                         "has_mask_input": np.zeros(1, np.float32)},
+        "memory_attention": {"curr": r(1, 256, f, f), "memory": r(frames, 64, f, f),
+                             "memory_pos": r(frames, 64, f, f), "obj_ptrs": r(ptrs, 256), "obj_ptr_pos": r(ptrs, 64)},
+        "memory_encoder": {"pix_feat": r(1, 256, f, f), "mask_for_mem": r(1, 1, s, s) * 10},
+    }
+
+
+def time_stage(run, inputs, repeats: int, sync=None) -> dict[str, float]:
+    for _ in range(3):
+        run(inputs)
+    if sync:
+        sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run(inputs)
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t0)
+    a = np.asarray(times) * 1000
+    return {"median_ms": round(float(np.median(a)), 3), "p90_ms": round(float(np.percentile(a, 90)), 3),
+            "min_ms": round(float(a.min()), 3), "count": repeats}
+
+
+def torch_cuda_timers(model_dir: Path, ms: ModelSet, inputs: dict[str, dict[str, np.ndarray]]):
+    """Per-stage callables of the PyTorch reference modules on CUDA (same weights), or None."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None, "torch sees no CUDA device"
+        from engine.export.build import build_model
+        from engine.export.stages import MemoryAttentionReference
+        from engine.variants import get_variant
+    except ImportError as exc:
+        return None, f"torch/sam2 not importable: {exc}"
+    seed = int(ms.manifest.provenance["weights"].get("seed", 0))
+    m = build_model(get_variant(ms.variant), ms.manifest.image_size, seed=seed).model.cuda().eval()
+    pos = torch.from_numpy(ms.constants["vision_pos_enc"]).cuda()
+    ma = MemoryAttentionReference(m, pos)
+
+    def t(a):
+        return torch.from_numpy(a).cuda()
+
+    def dec(x):
+        sparse, dense = m.sam_prompt_encoder(points=(t(x["point_coords"]), t(x["point_labels"])), boxes=None, masks=None)
+        return m.sam_mask_decoder.predict_masks(t(x["image_embed"]), m.sam_prompt_encoder.get_dense_pe(), sparse, dense,
+                                                False, [t(x["high_res_feat0"]), t(x["high_res_feat1"])])
+
+    fns = {
+        "image_encoder": lambda x: m.forward_image(t(x["image"])),
+        "mask_decoder": dec,
+        "memory_attention": lambda x: ma(*(t(x[k]) for k in ("curr", "memory", "memory_pos", "obj_ptrs", "obj_ptr_pos"))),
+        "memory_encoder": lambda x: m.memory_encoder(t(x["pix_feat"]), t(x["mask_for_mem"]), skip_mask_sigmoid=True),
+    }
+
+    def wrap(fn):
+        def run(x):
+            with torch.inference_mode():
+                return fn(x)
+        return run
+
+    return {k: wrap(v) for k, v in fns.items()}, torch.cuda.synchronize
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=Path("models/sam2.1_hiera_tiny"))
+    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-results")))
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--skip-track", action="store_true")
+    p.add_argument("--device", default="cuda", help="onnxruntime device to check (cpu for a dry run without a GPU)")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    import onnxruntime as ort
+
+    report: dict = {"gpu": gpu_name(), "onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
+    print(f"GPU: {report['gpu']}\nonnxruntime {ort.__version__}, providers {report['providers']}", flush=True)
+
+    if not (args.model / "modelset.yaml").is_file():
+        from engine.export.build import build_model
+        from engine.export.exporter import export_model_set
+        from engine.variants import get_variant
+
+        t0 = time.perf_counter()
+        export_model_set(build_model(get_variant("sam2.1_hiera_tiny"), 1024, seed=0), args.model)
+        report["export_seconds"] = round(time.perf_counter() - t0, 1)
+    ms = ModelSet.load(args.model)
+
+    tf32_off = {"use_tf32": 0} if args.device == "cuda" else {}
+    # ---- parity: every stage on ORT CUDA against its PyTorch module (PyTorch on the CPU, f32)
+    try:
+        from engine.export.build import build_model
+        from engine.export.verify import verify_model_set
+        from engine.variants import get_variant
+
+        built = build_model(get_variant(ms.variant), ms.manifest.image_size,
+                            seed=int(ms.manifest.provenance["weights"].get("seed", 0)))
+        rows = verify_model_set(built, ms, backends=[
+            ("ort CUDA f32, TF32 off", BackendConfig(name="onnxruntime", device=args.device, provider_options=tf32_off)),
+            ("ort CUDA f32, TF32 default", BackendConfig(name="onnxruntime", device=args.device)),
+        ])
+        worst: dict = {}
+        for r in rows:
+            key = f"{r.backend} | {r.stage}"
+            if r.rel >= worst.get(key, {"rel": -1})["rel"]:
+                worst[key] = {"case": r.case, "output": r.output, "max_abs": r.max_abs, "rel": r.rel}
+        report["parity_worst_per_stage"] = worst
+        report["parity_rows"] = [r.__dict__ for r in rows]
+    except ImportError as exc:
+        report["parity_error"] = f"torch/sam2 not importable: {exc}"
+
+    # ---- stage timing
+    timing: dict = {}
+    for label, frames, ptrs in (("7 memory frames, 16 pointers", 7, 16), ("1 memory frame, 1 pointer", 1, 1)):
+        inputs = stage_inputs(ms, frames, ptrs)
+        configs = {
+            "ort CUDA": BackendConfig(name="onnxruntime", device=args.device),
+            "ort CUDA io_binding": BackendConfig(name="onnxruntime", device=args.device, io_binding=True),
+            "ort CPU": BackendConfig(name="onnxruntime", device="cpu"),
+        }
+        for name, cfg in configs.items():
+            stages = StageSet.load(ms, cfg)
+            for stage, x in inputs.items():
+                if stage != "memory_attention" and label.startswith("1"):
+                    continue
+                key = stage if stage != "memory_attention" else f"memory_attention ({label})"
+                timing.setdefault(key, {})[name] = time_stage(lambda v, s=stage, ss=stages: ss.run(s, v), x, args.repeats)
+                timing[key][name]["load_s"] = round(stages.stages[stage].load_seconds, 2)
+        fns, sync = torch_cuda_timers(args.model, ms, inputs)
+        if fns:
+            for stage, x in inputs.items():
+                if stage != "memory_attention" and label.startswith("1"):
+                    continue
+                key = stage if stage != "memory_attention" else f"memory_attention ({label})"
+                timing[key]["torch CUDA eager"] = time_stage(fns[stage], x, args.repeats, sync)
+        elif sync:
+            report["torch_cuda"] = sync
+    report["stage_timing"] = timing
+
+    # ---- tracking on ORT CUDA with the benchmark harness
+    if not args.skip_track:
+        cmd = [sys.executable, "-m", "engine.bench", "--backend", "onnxruntime", "--device", args.device,
+               "--model", str(args.model), "--objects", "1,2", "--out", str(args.out / "bench")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        report["tracking_console"] = proc.stdout[-4000:]
+        if proc.returncode != 0:
+            report["tracking_error"] = proc.stderr[-4000:]
+
+    # ---- OpenVINO GPU
+    try:
+        import openvino as ov
+
+        devices = ov.Core().available_devices
+        report["openvino"] = {"version": ov.get_version(), "devices": devices,
+                              "note": "OpenVINO's GPU plugin drives Intel GPUs" if "GPU" not in devices else ""}
+    except ImportError:
+        report["openvino"] = "not installed here (its GPU plugin targets Intel GPUs, not NVIDIA)"
+
+    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
+    lines = [f"# GPU check: {report['gpu']}", "", f"onnxruntime {report['onnxruntime']}", ""]
+    if "parity_worst_per_stage" in report:
+        lines += ["| backend / stage | worst case | output | max abs | rel |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {k} | {v['case']} | {v['output']} | {v['max_abs']:.2e} | {v['rel']:.2e} |"
+                  for k, v in report["parity_worst_per_stage"].items()]
+    names = ["ort CUDA", "ort CUDA io_binding", "torch CUDA eager", "ort CPU"]
+    lines += ["", "| stage (median ms) | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    for stage, d in timing.items():
+        lines.append(f"| {stage} | " + " | ".join(f"{d[n]['median_ms']:.2f}" if n in d else "-" for n in names) + " |")
+    (args.out / "gpu_check.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if report.get("tracking_console"):
+        print(report["tracking_console"][-2500:])
+    if report.get("tracking_error"):
+        print("tracking failed:", report["tracking_error"][-1500:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
