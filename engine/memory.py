@@ -119,8 +119,10 @@ class MemoryPlanner:
         self.stride = int(model["memory_temporal_stride_for_eval"])
         self.max_ptrs_model = int(model["max_obj_ptrs_in_encoder"])
         self.max_ptrs = min(max_obj_ptrs, self.max_ptrs_model)
-        self.tpos_enc = constants["maskmem_tpos_enc"]  # [num_maskmem, 64]
+        tpos = constants["maskmem_tpos_enc"]  # [num_maskmem, 64]
         self.maskmem_pos = constants["maskmem_pos_enc"][0]  # [64, h, w]
+        # position of a memory with temporal slot k: sine encoding + k-th temporal embedding, made once
+        self.slot_pos = [(self.maskmem_pos + tpos[k][:, None, None]).astype(np.float32) for k in range(len(tpos))]
         self.mem_dim = int(model["mem_dim"])
         self.hidden_dim = int(model["hidden_dim"])
         self.tpos_w = constants.get("obj_ptr_tpos_proj_weight")
@@ -153,12 +155,14 @@ class MemoryPlanner:
             out = bank.non_cond.get(prev, unselected.get(prev))
             if out is not None:
                 entries.append((t_pos, prev, out))
-        feats, pos, mem_frames = [], [], []
-        for t_pos, t, out in entries:
-            if out.maskmem is None:
-                continue
-            feats.append(out.memory_features())
-            pos.append(self.maskmem_pos + self.tpos_enc[self.num_maskmem - t_pos - 1][:, None, None])
+        entries = [e for e in entries if e[2].maskmem is not None]
+        h, w = self.maskmem_pos.shape[1:]
+        memory = np.empty((len(entries), self.mem_dim, h, w), np.float32)
+        memory_pos = np.empty_like(memory)
+        mem_frames = []
+        for i, (t_pos, t, out) in enumerate(entries):
+            memory[i] = out.memory_features()
+            memory_pos[i] = self.slot_pos[self.num_maskmem - t_pos - 1]
             mem_frames.append(t)
 
         ptrs, ptr_pos_raw, ptr_frames = [], [], []
@@ -186,10 +190,9 @@ class MemoryPlanner:
             ptr_pos = self._pointer_positions(np.asarray(ptr_pos_raw, np.float32), max_ptrs_norm - 1)
         else:
             ptr_pos = np.zeros((0, self.mem_dim), np.float32)
-        h, w = self.maskmem_pos.shape[1:]
         return MemoryInputs(
-            memory=np.stack(feats).astype(np.float32) if feats else np.zeros((0, self.mem_dim, h, w), np.float32),
-            memory_pos=np.stack(pos).astype(np.float32) if pos else np.zeros((0, self.mem_dim, h, w), np.float32),
+            memory=memory,
+            memory_pos=memory_pos,
             obj_ptrs=np.stack(ptrs).astype(np.float32) if ptrs else np.zeros((0, self.hidden_dim), np.float32),
             obj_ptr_pos=ptr_pos,
             memory_frames=mem_frames,

@@ -30,38 +30,40 @@ def check_frame(frame: np.ndarray, where: str = "frame") -> np.ndarray:
     return frame
 
 
+_BLOB_MEAN = tuple(float(m) * 255.0 for m in IMAGENET_MEAN)
+_INV_STD = (1.0 / IMAGENET_STD).reshape(1, 3, 1, 1).astype(np.float32)
+
+
 def frame_to_input(frame: np.ndarray, image_size: int) -> np.ndarray:
     """RGB uint8 H x W x 3 -> 1 x 3 x S x S float32: resized without keeping the aspect ratio (as SAM 2),
-    scaled to [0, 1], ImageNet mean/std. Bilinear resize (SAM 2's own loaders use PIL bicubic or decord)."""
+    scaled to [0, 1], ImageNet mean/std. Bilinear resize (SAM 2's own loaders use PIL bicubic or decord).
+    OpenCV's blob maker does resize, scaling and the NCHW layout in one native pass."""
     frame = check_frame(frame)
-    resized = cv2.resize(frame, (image_size, image_size), interpolation=cv2.INTER_LINEAR)
-    x = resized.astype(np.float32) * (1.0 / 255.0)
-    x = (x - IMAGENET_MEAN) / IMAGENET_STD
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    blob = cv2.dnn.blobFromImage(frame, 1.0 / 255.0, (image_size, image_size), mean=_BLOB_MEAN, swapRB=False,
+                                 crop=False)
+    blob *= _INV_STD
+    return blob
 
 
 @lru_cache(maxsize=32)
-def _bilinear_weights(in_size: int, out_size: int) -> np.ndarray:
-    """out x in matrix of torch's bilinear resize with align_corners=False (no antialiasing)."""
-    # torch's rounding: a float32 scale, the source index computed in float64 and rounded to float32
+def _bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two source indices and the weight of the second, per output index, of torch's bilinear resize
+    (align_corners=False), with torch's rounding: a float32 scale, the source index computed in float64
+    and rounded to float32."""
     f32 = np.float32
     scale = f32(in_size) / f32(out_size)
     src = np.maximum((np.float64(scale) * (np.arange(out_size) + 0.5) - 0.5).astype(f32), f32(0.0))
     i0 = np.minimum(src.astype(np.int64), in_size - 1)
     i1 = np.minimum(i0 + 1, in_size - 1)
-    frac = np.clip(src - i0.astype(f32), f32(0), f32(1))
-    w = np.zeros((out_size, in_size), np.float64)
-    rows = np.arange(out_size)
-    np.add.at(w, (rows, i0), f32(1) - frac)
-    np.add.at(w, (rows, i1), frac)
-    return w.astype(np.float32)
+    frac = np.clip(src - i0.astype(f32), f32(0), f32(1)).astype(f32)
+    return i0, i1, frac
 
 
 def resize_bilinear(x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """Bilinear, align_corners=False, as torch.nn.functional.interpolate (no antialiasing). 2-D float32.
 
-    OpenCV is exact for whole-number upscales (its weights are then dyadic fractions) and much faster;
-    other ratios go through separable weight matrices, since OpenCV's weights differ there by ~1e-4.
+    OpenCV is exact for whole-number upscales (its weights are then dyadic fractions) and fastest; other
+    ratios blend the two source taps per axis, since OpenCV's weights differ there by ~1e-4.
     """
     x = x.astype(np.float32, copy=False)
     if x.shape == tuple(out_hw):
@@ -69,7 +71,10 @@ def resize_bilinear(x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     (h, w), (oh, ow) = x.shape, out_hw
     if oh % h == 0 and ow % w == 0 and oh // h in (2, 4, 8) and ow // w in (2, 4, 8):
         return cv2.resize(x, (ow, oh), interpolation=cv2.INTER_LINEAR)
-    return _bilinear_weights(h, oh) @ x @ _bilinear_weights(w, ow).T
+    r0, r1, fr = _bilinear_taps(h, oh)
+    rows = x[r0] * (1 - fr)[:, None] + x[r1] * fr[:, None]
+    c0, c1, fc = _bilinear_taps(w, ow)
+    return rows[:, c0] * (1 - fc) + rows[:, c1] * fc
 
 
 @lru_cache(maxsize=32)

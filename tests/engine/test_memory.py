@@ -3,10 +3,12 @@ import torch
 
 from engine.memory import FrameOutput, MemoryPlanner, ObjectMemory, from_bf16, sine_pe_1d, to_bf16
 
+FEAT = 32  # the test model set's feature size (512 / 16)
+
 
 def _out(frame: int) -> FrameOutput:
     return FrameOutput(pred_masks=np.zeros((4, 4), np.float32), obj_ptr=np.full(256, frame, np.float32),
-                       object_score=1.0, maskmem=np.full((64, 2, 2), frame, np.float32))
+                       object_score=1.0, maskmem=np.full((64, FEAT, FEAT), frame, np.float32))
 
 
 def _planner(modelset, memory_frames=7, max_ptrs=16):
