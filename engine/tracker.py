@@ -118,12 +118,13 @@ class Tracker:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config: str | Path | EngineConfig, model: str | Path | None = None) -> Tracker:
+    def from_config(cls, config: str | Path | EngineConfig, model: str | Path | None = None,
+                    verify_checksums: bool = False) -> Tracker:
         cfg = config if isinstance(config, EngineConfig) else load_config(config)
         root = Path(model) if model is not None else cfg.model
         if root is None:
             raise ConfigError(f"config {cfg.source} names no model set: add `model: <folder>` or pass model=")
-        ms = ModelSet.load(root)
+        ms = ModelSet.load(root, verify_checksums=verify_checksums)
         return cls(ms, StageSet.load(ms, cfg), cfg.tracker)
 
     def describe(self) -> dict[str, Any]:

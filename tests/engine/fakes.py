@@ -17,11 +17,9 @@ class FakeStages:
         self.f = modelset.manifest.feat_size
         self.present = present
         self.calls: dict[str, int] = {}
-        self.shapes: dict[str, list[tuple]] = {}
 
     def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.calls[name] = self.calls.get(name, 0) + 1
-        self.shapes.setdefault(name, []).append({k: v.shape for k, v in inputs.items()})
         f = self.f
         if name == "image_encoder":
             v = float(inputs["image"].mean())

@@ -1,0 +1,67 @@
+"""Days of streaming in miniature: 10,000 frames through the tracker's memory logic.
+
+The four stage models are replaced by a stand-in with the real shapes (tests/engine/fakes.py) so that
+the run takes seconds; everything else (memory bank, eviction, decoding, hole filling, resizing,
+results) is the real code. Resident memory and the bank's size must stay flat after warm-up.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import psutil
+
+from engine.synthetic import SyntheticSource
+from engine.tracker import Tracker
+from tests.engine.fakes import FakeStages
+
+WARM_UP = 1000
+TOTAL = 10_000
+
+
+def _rss_mb() -> float:
+    gc.collect()
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def test_stream_10000_frames_stays_flat(modelset, capsys):
+    tracker = Tracker(modelset, FakeStages(modelset))
+    stream = tracker.stream()
+    source = SyntheticSource(num_frames=50, height=64, width=96)
+    frames = [source.get(i) for i in range(50)]
+    stream.track(frames[0])
+    stream.add_new_points_or_box(1, points=[[20, 20]], labels=[1])
+    curve = []
+    for i in range(1, TOTAL):
+        if i == 5000:
+            stream.add_new_points_or_box(2, box=[40, 10, 90, 60])  # an object joins half-way
+        if i == 5500:
+            stream.add_new_points_or_box(1, points=[[25, 25]], labels=[0])  # a correction
+        stream.track(frames[i % 50])
+        if i % 500 == 0:
+            curve.append((i, round(_rss_mb(), 1), stream.state.stored_frames(), stream.memory_bytes()))
+    with capsys.disabled():
+        print("\nstream RSS curve (frame, RSS MB, stored frames, bank bytes):")
+        for row in curve:
+            print("  ", row)
+    # flat within each phase: one object (after warm-up), then two objects (after the second's warm-up)
+    for phase in ([c for c in curve if WARM_UP <= c[0] < 5000], [c for c in curve if c[0] >= 6000]):
+        rss = [c[1] for c in phase]
+        assert max(rss) - min(rss) < 8, curve  # MB: no growth beyond allocator noise
+        assert len({c[2] for c in phase}) == 1 and len({c[3] for c in phase}) == 1, curve
+
+
+def test_propagation_over_a_long_video_stays_flat(modelset):
+    tracker = Tracker(modelset, FakeStages(modelset))
+    source = SyntheticSource(num_frames=3000, height=64, width=96)
+    state = tracker.init_state(source)
+    tracker.add_new_points_or_box(state, 0, 1, points=[[20, 20]], labels=[1])
+    curve = []
+    for r in tracker.propagate_in_video(state):
+        if r.frame_idx % 250 == 0:
+            curve.append((r.frame_idx, _rss_mb(), state.stored_frames(), len(source._cache)))
+    after = [c for c in curve if c[0] >= 500]
+    assert max(c[1] for c in after) - min(c[1] for c in after) < 16, curve
+    assert len({c[2] for c in after}) == 1 and max(c[3] for c in after) <= source.cache_size
+    assert np.all(np.diff([c[0] for c in curve]) == 250)
