@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backends.base import BackendConfig  # noqa: E402
 from engine.modelset import ModelSet  # noqa: E402
-from engine.stages import StageSet  # noqa: E402
+from engine.stages import StageSet, random_inputs  # noqa: E402
 
 
 def gpu_name() -> str:
@@ -38,26 +38,6 @@ def gpu_name() -> str:
                               capture_output=True, text=True, timeout=30).stdout.strip()
     except Exception as exc:  # no nvidia-smi: report, do not fail
         return f"unknown ({exc})"
-
-
-def stage_inputs(ms: ModelSet, frames: int, ptrs: int, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
-    rng = np.random.default_rng(seed)
-    f, s = ms.manifest.feat_size, ms.manifest.image_size
-
-    def r(*shape):
-        return rng.standard_normal(shape).astype(np.float32)
-
-    return {
-        "image_encoder": {"image": r(1, 3, s, s)},
-        "mask_decoder": {"image_embed": r(1, 256, f, f), "high_res_feat0": r(1, 32, 4 * f, 4 * f),
-                         "high_res_feat1": r(1, 64, 2 * f, 2 * f),
-                         "point_coords": (rng.random((1, 1, 2)) * s).astype(np.float32),
-                         "point_labels": np.ones((1, 1), np.int32), "mask_input": r(1, 1, 4 * f, 4 * f),
-                         "has_mask_input": np.zeros(1, np.float32)},
-        "memory_attention": {"curr": r(1, 256, f, f), "memory": r(frames, 64, f, f),
-                             "memory_pos": r(frames, 64, f, f), "obj_ptrs": r(ptrs, 256), "obj_ptr_pos": r(ptrs, 64)},
-        "memory_encoder": {"pix_feat": r(1, 256, f, f), "mask_for_mem": r(1, 1, s, s) * 10},
-    }
 
 
 def time_stage(run, inputs, repeats: int, sync=None) -> dict[str, float]:
@@ -168,7 +148,7 @@ def main() -> int:
     # ---- stage timing
     timing: dict = {}
     for label, frames, ptrs in (("7 memory frames, 16 pointers", 7, 16), ("1 memory frame, 1 pointer", 1, 1)):
-        inputs = stage_inputs(ms, frames, ptrs)
+        inputs = random_inputs(ms, frames, ptrs)
         configs = {
             "ort CUDA": BackendConfig(name="onnxruntime", device=args.device),
             "ort CUDA io_binding": BackendConfig(name="onnxruntime", device=args.device, io_binding=True),

@@ -72,3 +72,26 @@ class StageSet:
             d["load_seconds"] = round(self.stages[name].load_seconds, 3)
             out[name] = d
         return out
+
+
+def random_inputs(modelset: ModelSet, memory_frames: int = 7, pointers: int = 16, points: int = 1,
+                  seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Random inputs of tracking shapes for every stage (timing and cross-backend checks)."""
+    rng = np.random.default_rng(seed)
+    f, s = modelset.manifest.feat_size, modelset.manifest.image_size
+
+    def r(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    return {
+        "image_encoder": {"image": r(1, 3, s, s)},
+        "mask_decoder": {"image_embed": r(1, 256, f, f), "high_res_feat0": r(1, 32, 4 * f, 4 * f),
+                         "high_res_feat1": r(1, 64, 2 * f, 2 * f),
+                         "point_coords": (rng.random((1, points, 2)) * s).astype(np.float32),
+                         "point_labels": rng.integers(0, 2, (1, points)).astype(np.int32),
+                         "mask_input": r(1, 1, 4 * f, 4 * f), "has_mask_input": np.ones(1, np.float32)},
+        "memory_attention": {"curr": r(1, 256, f, f), "memory": r(memory_frames, 64, f, f),
+                             "memory_pos": r(memory_frames, 64, f, f), "obj_ptrs": r(pointers, 256),
+                             "obj_ptr_pos": r(pointers, 64)},
+        "memory_encoder": {"pix_feat": r(1, 256, f, f), "mask_for_mem": r(1, 1, s, s) * 10},
+    }

@@ -42,7 +42,7 @@ class FrameFeatures:
 class ObjectState:
     obj_id: int
     points: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # model-space coords, labels
-    masks: dict[int, np.ndarray] = field(default_factory=dict)  # S x S 0/1 mask prompts
+    masks: dict[int, np.ndarray] = field(default_factory=dict)  # S x S bool mask prompts
     bank: ObjectMemory = field(default_factory=ObjectMemory)
     tracked: dict[int, bool] = field(default_factory=dict)  # frame -> tracked in reverse
 
@@ -304,7 +304,7 @@ class Tracker:
         frame_idx = self._check_frame_idx(state, frame_idx)
         m = prompt_mask(mask, state.video_hw, self.image_size)
         obj = self._object(state, obj_id, create=True)
-        obj.masks[frame_idx] = m
+        obj.masks[frame_idx] = m > 0
         obj.points.pop(frame_idx, None)
         return self._prompt(state, obj, frame_idx, points=None, mask=m)
 

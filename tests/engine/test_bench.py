@@ -1,0 +1,88 @@
+import csv
+import json
+
+import pytest
+
+from engine.bench import main as bench_main
+from engine.benchreport import STAGE_ORDER
+from engine.cli import run_cli
+
+
+def test_bench_end_to_end(modelset_dir, tmp_path, capsys):
+    out = tmp_path / "b"
+    code = run_cli(bench_main, ["--backend", "onnxruntime,openvino", "--model", str(modelset_dir), "--warmup", "2",
+                                "--frames", "2", "--objects", "1,2", "--memory-frames", "2,7", "--out", str(out)])
+    console = capsys.readouterr().out
+    assert code == 0, console
+    assert "random weights" in console and "latency does not depend on the weights" in console
+    report = json.loads((out / "report.json").read_text())
+    assert {"machine", "model", "method", "runs"} <= set(report)
+    m = report["machine"]
+    assert m["cpu"] and m["logical_cores"] >= 1 and set(m["cpu_flags"]) >= {"avx512f", "avx512_bf16", "avx512_vnni"}
+    runs = report["runs"]
+    assert len(runs) == 2 * 2 * 2 and {r["backend"]["runtime"] for r in runs} == {"onnxruntime", "openvino"}
+    for r in runs:
+        assert {"label", "objects", "memory_frames", "backend", "load_seconds", "prompt_seconds", "first_frames",
+                "steady", "peak_rss_mb", "memory_in_steady_state"} <= set(r)
+        d = r["backend"]
+        assert {"runtime", "version", "device", "provider", "precision", "threads", "stages"} <= set(d)
+        st = r["steady"]
+        assert st["frame"]["count"] == 2 and st["fps"] > 0 and 0 <= st["host_fraction"] < 1
+        assert set(st["stages"]) == set(STAGE_ORDER)
+        for s in st["stages"].values():
+            assert {"median_ms", "p90_ms", "min_ms", "count"} <= set(s["per_call"])
+            assert s["gflop_per_call"] > 0 and s["gflop_per_s"] > 0
+        # the image encoder runs once per frame whatever the object count
+        assert st["stages"]["image_encoder"]["per_call"]["count"] == 2
+        assert st["stages"]["mask_decoder"]["per_call"]["count"] == 2 * r["objects"]
+        assert r["memory_in_steady_state"]["memory_frames"] == 1 + min(r["memory_frames"] - 1, 3)  # frame 4
+    rows = list(csv.DictReader(open(out / "report.csv")))
+    assert {row["stage"] for row in rows} >= {"frame", "host_overhead", *STAGE_ORDER}
+    assert (out / "report.png").stat().st_size > 1000
+
+
+def test_bench_reference_torch_side_by_side(modelset_dir, tmp_path, capsys):
+    # the test model set has a shifted score bias (not a plain value): the reference must refuse to guess
+    code = run_cli(bench_main, ["--model", str(modelset_dir), "--reference", "torch", "--warmup", "1",
+                                "--frames", "1"])
+    err = capsys.readouterr()
+    assert code == 2 and "cannot rebuild the reference" in err.out + err.err
+
+
+def test_bench_reference_runs(tmp_path, capsys):
+    from engine.export.build import build_model
+    from engine.export.exporter import export_model_set
+    from engine.variants import get_variant
+
+    ms = tmp_path / "plain"
+    export_model_set(build_model(get_variant("sam2.1_hiera_tiny"), 512, seed=1), ms, log=lambda _m: None)
+    out = tmp_path / "b"
+    code = run_cli(bench_main, ["--backend", "openvino", "--model", str(ms), "--reference", "torch", "--warmup", "1",
+                                "--frames", "2", "--out", str(out)])
+    console = capsys.readouterr().out
+    assert code == 0, console
+    runs = json.loads((out / "report.json").read_text())["runs"]
+    assert [r["backend"]["runtime"] for r in runs] == ["openvino", "torch"]
+    assert set(runs[1]["steady"]["stages"]) == set(STAGE_ORDER)
+    assert "vs torch" in console and "1.00x" in console
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--backend", "tensorrt"], "--backend 'tensorrt' is not known"),
+    (["--precision", "int8"], "--precision 'int8' is not known"),
+    (["--objects", "0"], "--objects values must lie between 1 and 64"),
+    (["--objects", "a,b"], "--objects expects comma-separated integers"),
+    (["--memory-frames", "9"], "--memory-frames values must lie between 1"),
+    (["--frames", "0"], "--frames must be at least 1"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--video", "/nonexistent.mp4"], "video not found"),
+    (["--model", "/nonexistent-model"], "model set /nonexistent-model not found"),
+    (["--backend", "onnxruntime", "--device", "cuda"], "onnxruntime device CUDA"),
+])
+def test_bench_bad_arguments(args, message, modelset_dir, capsys):
+    argv = args if "--model" in args else [*args, "--model", str(modelset_dir)]
+    code = run_cli(bench_main, [*argv, "--warmup", "1", "--frames", "1"])
+    err = capsys.readouterr()
+    assert code == 2
+    assert message in err.err, err.err
+    assert "Traceback" not in err.err
