@@ -312,7 +312,7 @@ def _run_torch(ref, source, n: int, m: int, args, label: str):
     prompt_s = time.perf_counter() - t0
     gen = ref.propagate_in_video(state, max_frame_num_to_track=args.warmup + args.frames)
     log = ref.stage_log
-    first, steady = _measure(gen, log, args.warmup, args.warmup + args.frames, label, lambda: (0, 0))
+    first, steady = _measure(gen, log, args.warmup, args.warmup + args.frames, label, lambda: ref.last_memory)
     return first, steady, prompt_s
 
 

@@ -74,6 +74,7 @@ class ReferenceTracker:
         self.image_size = built.image_size
         self.fill_holes = fill_holes
         self.stage_log: list[tuple[str, float]] | None = None
+        self.last_memory: tuple[int, int] = (0, 0)  # (memory frames, pointers) of the last memory attention
 
     def profile(self) -> None:
         """Log (stage, seconds) of every stage module call into `stage_log`, as the engine's profiler does
@@ -93,6 +94,13 @@ class ReferenceTracker:
             module.register_forward_pre_hook(pre)
             module.register_forward_hook(post)
         self._started: dict[str, float] = {}
+        hw = (self.image_size // 16) ** 2
+
+        def memory_size(_module, _args, kwargs):
+            ptr_tokens = int(kwargs.get("num_obj_ptr_tokens", 0))
+            self.last_memory = ((kwargs["memory"].shape[0] - ptr_tokens) // hw, ptr_tokens // 4)
+
+        m.memory_attention.register_forward_pre_hook(memory_size, with_kwargs=True)
 
     def _ctx(self):
         import torch

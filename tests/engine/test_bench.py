@@ -64,6 +64,8 @@ def test_bench_reference_runs(tmp_path, capsys):
     runs = json.loads((out / "report.json").read_text())["runs"]
     assert [r["backend"]["runtime"] for r in runs] == ["openvino", "torch"]
     assert set(runs[1]["steady"]["stages"]) == set(STAGE_ORDER)
+    assert runs[0]["memory_in_steady_state"] == runs[1]["memory_in_steady_state"] == {"memory_frames": 3,
+                                                                                       "object_pointers": 3}
     assert "vs torch" in console and "1.00x" in console
 
 
