@@ -320,9 +320,11 @@ def _run_torch(ref, source, n: int, m: int, args, label: str):
 def _child(spec: RunSpec, argv: list[str], workdir: Path) -> list[dict[str, Any]]:
     out = workdir / f"run-{spec.runtime}-{spec.device}-{spec.precision}.json"
     cmd = [sys.executable, "-m", "engine.bench", *argv, "--single-run", json.dumps(asdict(spec)) + "@" + str(out)]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr stays live: progress bars
     if proc.returncode != 0:
-        raise EngineError(f"the {spec.label} run failed (exit {proc.returncode}): {proc.stdout.strip()[-2000:]}")
+        error = out.with_suffix(".error")
+        why = error.read_text() if error.is_file() else proc.stdout.strip()[-2000:]
+        raise EngineError(f"the {spec.label} run failed: {why}")
     return json.loads(out.read_text())
 
 
@@ -353,7 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.single_run:
         spec_json, _, out = args.single_run.rpartition("@")
         spec = RunSpec(**json.loads(spec_json))
-        Path(out).write_text(json.dumps(single_run(spec, args, ensure_model_set(args.model))))
+        try:
+            Path(out).write_text(json.dumps(single_run(spec, args, ensure_model_set(args.model))))
+        except EngineError as exc:  # the parent reports it
+            Path(out).with_suffix(".error").write_text(str(exc))
+            raise
         return 0
 
     from engine.benchreport import format_table, write_chart, write_csv, write_json
