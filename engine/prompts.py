@@ -46,7 +46,7 @@ def _number(text: Any, what: str) -> float:
     return value
 
 
-def _index(value: Any, what: str, lo: int = 0) -> int:
+def parse_index(value: Any, what: str, lo: int = 0) -> int:
     if isinstance(value, bool):
         raise InputError(f"{what}: expected an integer, got {value!r}")
     if isinstance(value, str):
@@ -70,7 +70,7 @@ def parse_point(text: str) -> tuple[tuple[float, float], int]:
     x, y = _number(parts[0], "--point x"), _number(parts[1], "--point y")
     label = 1
     if len(parts) == 3:
-        label = _index(parts[2], "--point label")
+        label = parse_index(parts[2], "--point label")
         if label not in (0, 1):
             raise InputError(f"--point label must be 1 (positive) or 0 (negative), got {label}")
     return (x, y), label
@@ -115,8 +115,8 @@ def parse_prompt_list(data: Any, source: str = "prompts", base: Path | None = No
         unknown = [k for k in item if k not in _KEYS]
         if unknown:
             raise InputError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(_KEYS)}")
-        p = Prompt(frame=_index(item.get("frame", 0), f"{where} frame"),
-                   obj_id=_index(item.get("obj_id", 1), f"{where} obj_id"))
+        p = Prompt(frame=parse_index(item.get("frame", 0), f"{where} frame"),
+                   obj_id=parse_index(item.get("obj_id", 1), f"{where} obj_id"))
         points = item.get("points") or []
         if not isinstance(points, list):
             raise InputError(f"{where}: points must be a list of [x, y]")
@@ -130,7 +130,7 @@ def parse_prompt_list(data: Any, source: str = "prompts", base: Path | None = No
         else:
             if not isinstance(labels, list) or len(labels) != len(p.points):
                 raise InputError(f"{where}: labels must be a list as long as points ({len(p.points)})")
-            p.labels = [_index(v, f"{where} label") for v in labels]
+            p.labels = [parse_index(v, f"{where} label") for v in labels]
             if any(v not in (0, 1) for v in p.labels):
                 raise InputError(f"{where}: labels must be 1 (positive) or 0 (negative)")
         if item.get("box") is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from engine.video import ArraySource, FrameSource
+from engine.video import FrameSource
 
 
 class SyntheticSource(FrameSource):
@@ -34,6 +34,3 @@ class SyntheticSource(FrameSource):
             else:
                 cv2.rectangle(frame, (x - int(radius), y - int(radius)), (x + int(radius), y + int(radius)), colour, -1)
         return frame
-
-    def as_array_source(self) -> ArraySource:
-        return ArraySource([self._load(i) for i in range(self.num_frames)])

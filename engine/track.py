@@ -25,7 +25,7 @@ import numpy as np
 from engine.cli import run_cli
 from engine.errors import ConfigError, InputError
 from engine.outputs import OverlayWriter, RleWriter, atomic_write_bytes, indexed_png, label_image
-from engine.prompts import Prompt, load_prompts_file, merge, parse_box, parse_point
+from engine.prompts import Prompt, load_prompts_file, merge, parse_box, parse_index, parse_point
 from engine.video import FrameSource, open_video
 
 log = logging.getLogger("engine.track")
@@ -70,13 +70,11 @@ def parser() -> argparse.ArgumentParser:
 def collect_prompts(args: argparse.Namespace) -> list[Prompt]:
     frame, obj_id = 0, 1
     found: list[Prompt] = []
-    from engine.prompts import _index
-
     for kind, value in getattr(args, "events", None) or []:
         if kind == "frame":
-            frame = _index(value, "--frame")
+            frame = parse_index(value, "--frame")
         elif kind == "obj_id":
-            obj_id = _index(value, "--obj-id", lo=1)
+            obj_id = parse_index(value, "--obj-id", lo=1)
         elif kind == "point":
             xy, label = parse_point(value)
             found.append(Prompt(frame, obj_id, points=[xy], labels=[label]))
@@ -250,13 +248,10 @@ def track_live(args, tracker, prompts: list[Prompt]) -> dict[str, Any]:
             frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             result = stream.track(frame)
             idx = stream.frame_idx
-            due = [p for p in pending if p.frame <= idx]
-            for p in due:
+            for p in [p for p in pending if p.frame <= idx]:  # prompts apply when their frame arrives
                 pending.remove(p)
-                apply_prompt(tracker, stream.state, Prompt(idx, p.obj_id, p.points, p.labels, p.box, p.mask),
-                             stream.state.video_hw)
-            if due:
-                result = tracker._consolidated(stream.state, idx, True)
+                result = apply_prompt(tracker, stream.state, Prompt(idx, p.obj_id, p.points, p.labels, p.box, p.mask),
+                                      stream.state.video_hw)
             if outputs is None:
                 fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
                 outputs = Outputs(args.out, stream.state.video_hw, fps, args.video, not args.no_png,

@@ -54,9 +54,6 @@ class FrameSource:
     def close(self) -> None:
         self._cache.clear()
 
-    def describe(self) -> str:
-        return f"{type(self).__name__} {self.width}x{self.height}, {self.num_frames} frames"
-
 
 def _natural_key(p: Path):
     return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", p.name)]
