@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -196,30 +196,19 @@ def single_run(spec: RunSpec, args: argparse.Namespace, model_dir: Path) -> list
     if spec.runtime == "torch":
         engine_obj, describe, load_s = _torch_reference(ms, args)
     else:
-        from backends.base import BackendConfig
-        from engine.config import load_config
         from engine.stages import StageSet
 
-        if args.config:
-            cfg = load_config(args.config)
-            from dataclasses import replace
-
-            backend = replace(cfg.backend, name=spec.runtime, device=spec.device, precision=spec.precision,
-                              threads=args.threads or cfg.backend.threads)
-            stage_cfg = {s: (replace(cfg.backend_for(s), threads=args.threads or cfg.backend_for(s).threads)
-                             if s in cfg.stages else backend) for s in ("image_encoder", "mask_decoder",
-                                                                         "memory_attention", "memory_encoder")}
-            stages = StageSet.load(ms, stage_cfg)
-        else:
-            stages = StageSet.load(ms, BackendConfig(name=spec.runtime, device=spec.device, precision=spec.precision,
-                                                     threads=args.threads))
+        stages = StageSet.load(ms, _stage_configs(spec, args))
         engine_obj, describe = stages, _summarise_backends(stages.describe())
         load_s = time.perf_counter() - t0
+    run_name = spec.label
+    if describe.get("runtime") == "mixed" and args.config:
+        run_name = f"{args.config.stem} (per-stage placement)"
     results = []
     for n in objects:
         for m in mems:
             source = _video(args, needed)
-            label = f"{spec.label}, {n} obj, {m} mem"
+            label = f"{run_name}, {n} obj, {m} mem"
             if spec.runtime == "torch":
                 first, steady, prompt_s = _run_torch(engine_obj, source, n, m, args, label)
             else:
@@ -227,7 +216,7 @@ def single_run(spec: RunSpec, args: argparse.Namespace, model_dir: Path) -> list
             memory_used = steady[-1]["memory"] if steady else (0, 0)
             flops = _flops(ms, memory_used)
             results.append({
-                "label": spec.label, "objects": n, "memory_frames": m,
+                "label": run_name, "objects": n, "memory_frames": m,
                 "backend": describe,
                 "load_seconds": round(load_s, 3), "prompt_seconds": round(prompt_s, 3),
                 "memory_in_steady_state": {"memory_frames": memory_used[0], "object_pointers": memory_used[1]},
@@ -235,6 +224,24 @@ def single_run(spec: RunSpec, args: argparse.Namespace, model_dir: Path) -> list
                 "peak_rss_mb": round(peak_rss_mb(), 1),
             })
     return results
+
+
+def _stage_configs(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
+    """The run's runtime/device/precision for every stage, except stages a --config places elsewhere."""
+    from backends.base import BackendConfig
+    from engine.config import load_config
+    from engine.modelset import STAGES
+
+    if not args.config:
+        cfg = BackendConfig(name=spec.runtime, device=spec.device, precision=spec.precision, threads=args.threads)
+        return dict.fromkeys(STAGES, cfg)
+    config = load_config(args.config)
+
+    def with_threads(c: BackendConfig) -> BackendConfig:
+        return replace(c, threads=args.threads or c.threads)
+
+    default = with_threads(replace(config.backend, name=spec.runtime, device=spec.device, precision=spec.precision))
+    return {s: with_threads(config.stages[s]) if s in config.stages else default for s in STAGES}
 
 
 def _summarise_backends(per_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:
