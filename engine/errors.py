@@ -23,3 +23,7 @@ class BackendUnavailableError(EngineError):
 
 class InputError(EngineError):
     """A frame, prompt or video given to the tracker is invalid."""
+
+
+class FrameDecodeError(InputError):
+    """One frame of a video could not be decoded (a truncated or corrupt file)."""

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from engine.cli import run_cli
-from engine.errors import ConfigError, InputError
+from engine.errors import ConfigError, FrameDecodeError, InputError
 from engine.outputs import OverlayWriter, RleWriter, atomic_write_bytes, indexed_png, label_image
 from engine.prompts import Prompt, load_prompts_file, merge, parse_box, parse_index, parse_point
 from engine.video import FrameSource, open_video
@@ -162,8 +162,8 @@ class TolerantSource(FrameSource):
     def _load(self, index: int) -> np.ndarray:
         try:
             frame = self.inner.get(index)
-        except InputError as exc:
-            if self._last is None or "cannot decode" not in str(exc):
+        except FrameDecodeError as exc:
+            if self._last is None:
                 raise
             log.warning("%s; using the previous frame instead", exc)
             self.bad.append(index)

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.errors import InputError
+from engine.errors import FrameDecodeError, InputError
 from engine.preprocess import check_frame
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -75,7 +75,7 @@ class ImageFolderSource(FrameSource):
         path = self.files[index]
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
-            raise InputError(f"cannot read image {path} (frame {index}): missing, corrupt or not an image")
+            raise FrameDecodeError(f"cannot read image {path} (frame {index}): missing, corrupt or not an image")
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -106,7 +106,7 @@ class VideoFileSource(FrameSource):
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
         ok, img = self._cap.read()
         if not ok or img is None:
-            raise InputError(f"cannot decode frame {index} of {self.path} (the header promises "
+            raise FrameDecodeError(f"cannot decode frame {index} of {self.path} (the header promises "
                              f"{self.num_frames} frames): the file is truncated or corrupt")
         self._next = index + 1
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
