@@ -93,7 +93,25 @@ class Backend(ABC):
         return d
 
 
+# The extra that installs each runtime: the core package depends on none of them.
+RUNTIME_EXTRAS = {
+    "onnxruntime": "pip install 'sam2-edge[onnxruntime]' (CPU), 'sam2-edge[cuda]' (NVIDIA GPUs) or "
+                   "'sam2-edge[directml]' (Windows GPUs)",
+    "openvino": "pip install 'sam2-edge[openvino]'",
+}
+
+
+def require_runtime(name: str) -> None:
+    """A runtime that is not installed is an error naming the extra that installs it."""
+    import importlib.util
+
+    if name in RUNTIME_EXTRAS and importlib.util.find_spec(name) is None:
+        raise BackendUnavailableError(f"backend {name} needs the {name} package, which is not installed here: "
+                                      f"{RUNTIME_EXTRAS[name]}")
+
+
 def _backend_class(name: str) -> type[Backend]:
+    require_runtime(name)
     if name == "onnxruntime":
         from backends.onnxruntime import OnnxRuntimeBackend
 
@@ -111,7 +129,7 @@ def available_backends() -> dict[str, list[str]]:
     for name in BACKEND_NAMES:
         try:
             out[name] = _backend_class(name).available_devices()  # type: ignore[attr-defined]
-        except ImportError:
+        except (ImportError, BackendUnavailableError):
             out[name] = []
     return out
 

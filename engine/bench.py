@@ -274,7 +274,7 @@ def _run_engine(stages, ms, source, n: int, m: int, args, label: str):
 
 
 def _torch_reference(ms, args):
-    from engine.export.build import build_model, require_export_deps
+    from engine.export.build import Calibration, build_model, require_export_deps
     from engine.export.reference import ReferenceTracker
     from engine.modelset import file_sha256
     from engine.variants import get_variant
@@ -299,8 +299,9 @@ def _torch_reference(ms, args):
         if any(not isinstance(v, (int, float)) for v in overrides.values()):
             raise ConfigError(f"cannot rebuild the reference: the model set's weight overrides {overrides} "
                               f"are not plain values")
+        cal = weights.get("calibration")
         built = build_model(variant, ms.manifest.image_size, seed=int(weights.get("seed", 0)),
-                            param_overrides=overrides or None)
+                            param_overrides=overrides or None, calibration=Calibration(**cal) if cal else None)
     ref = ReferenceTracker(built)
     ref.profile()
     describe = {"runtime": "torch", "version": str(torch.__version__), "device": "CPU", "provider": "eager",
@@ -312,7 +313,7 @@ def _run_torch(ref, source, n: int, m: int, args, label: str):
     if m != 7:
         raise ConfigError("--reference torch runs the model as built (7 memory frames); sweep --memory-frames "
                           "without it")
-    state = ref.init_state(source)
+    state = ref.init_state_with_engine_frames(source)
     t0 = time.perf_counter()
     for k, click in enumerate(_clicks(source, n)):
         ref.add_new_points_or_box(state, 0, k + 1, points=[click], labels=[1])

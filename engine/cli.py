@@ -24,8 +24,20 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB."""
-    import resource
+    """Peak resident memory of this process so far, in MB, on any OS (no Linux-only module): Windows
+    reports its peak working set through psutil; Linux its high-water mark in /proc; elsewhere the
+    current resident size is the best available."""
+    import psutil
 
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    return kb / 1024.0
+    info = psutil.Process().memory_info()
+    peak = getattr(info, "peak_wset", None)  # Windows
+    if peak is None:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak = int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            pass
+    return float(peak if peak is not None else info.rss) / 2**20

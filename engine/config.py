@@ -25,6 +25,7 @@ ORT_DEVICES = ("cpu", "cuda", "directml", "dml")
 OV_DEVICE_RE = re.compile(r"^(CPU|GPU(\.\d+)?|NPU|AUTO|(AUTO|MULTI|HETERO):[A-Z0-9.,]+)$")
 OV_DEVICES_TEXT = "CPU, GPU, GPU.<n>, NPU, AUTO, AUTO:<dev>,<dev>"
 MEMORY_DTYPES = ("bfloat16", "float32")
+OFFLINE_MEMORY = ("all", "window")
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,12 @@ class TrackerSettings:
     fill_hole_area: int | None = None  # None: the model set's value (8 for SAM 2's video predictor)
     mask_threshold: float = 0.0  # logits above this are foreground
     memory_dtype: str = "bfloat16"  # how memory features are kept; the reference keeps bfloat16
-    non_overlap_masks: bool = False
+    non_overlap_masks: bool | None = None  # None: the model set's value
+    # offline runs (init_state / propagate_in_video): "all" keeps every frame's output, as Meta's predictor
+    # does, so any order of prompts, propagations and corrections gives its masks; "window" drops tracked
+    # frames farther than the memory rules reach from the frame being tracked (bounded memory, but a later
+    # correction or pass far from the last tracked frame sees less memory than Meta's). Streams always window.
+    offline_memory: str = "all"
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,10 @@ def _tracker(d: Any, source: str) -> TrackerSettings:
     if "memory_dtype" in d:
         t = replace(t, memory_dtype=_choice(d["memory_dtype"], MEMORY_DTYPES, source, "tracker.memory_dtype"))
     if "non_overlap_masks" in d:
-        t = replace(t, non_overlap_masks=_bool(d["non_overlap_masks"], source, "tracker.non_overlap_masks"))
+        t = replace(t, non_overlap_masks=None if d["non_overlap_masks"] is None
+                    else _bool(d["non_overlap_masks"], source, "tracker.non_overlap_masks"))
+    if "offline_memory" in d:
+        t = replace(t, offline_memory=_choice(d["offline_memory"], OFFLINE_MEMORY, source, "tracker.offline_memory"))
     return t
 
 

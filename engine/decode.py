@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+
+from engine.rules import ModelRules
 
 NO_OBJ_SCORE = -1024.0
 
@@ -24,7 +25,7 @@ def stability_score(mask: np.ndarray, delta: float) -> float:
     return inter / union if union > 0 else 1.0
 
 
-def select_mask(outputs: dict[str, np.ndarray], multimask: bool, model: dict[str, Any],
+def select_mask(outputs: dict[str, np.ndarray], multimask: bool, rules: ModelRules,
                 no_obj_ptr: np.ndarray) -> Decoded:
     """Mirror of SAM2Base._forward_sam_heads after the decoder graph (which returns all four tokens)."""
     masks = outputs["masks"][0]  # [4, h, w]
@@ -33,34 +34,34 @@ def select_mask(outputs: dict[str, np.ndarray], multimask: bool, model: dict[str
     score = float(outputs["object_score"].reshape(-1)[0])
     if multimask:
         best = 1 + int(np.argmax(ious[1:]))
-        token = best if model["use_multimask_token_for_obj_ptr"] else 0
+        token = best if rules.use_multimask_token_for_obj_ptr else 0
     else:
         best = 0
-        if model["dynamic_multimask_via_stability"]:
-            if stability_score(masks[0], model["dynamic_multimask_stability_delta"]) < \
-                    model["dynamic_multimask_stability_thresh"]:
+        if rules.dynamic_multimask_via_stability:
+            if stability_score(masks[0], rules.dynamic_multimask_stability_delta) < \
+                    rules.dynamic_multimask_stability_thresh:
                 best = 1 + int(np.argmax(ious[1:]))
         token = 0  # a single-mask output takes its pointer from token 0 whatever the fallback chose
     low_res = masks[best].astype(np.float32, copy=True)
     ptr = ptrs[token].astype(np.float32, copy=True)
-    if model["pred_obj_scores"]:
+    if rules.pred_obj_scores:
         present = score > 0
         if not present:
             low_res[:] = NO_OBJ_SCORE
-        ptr = mix_no_obj_ptr(ptr, score, model, no_obj_ptr)
+        ptr = mix_no_obj_ptr(ptr, score, rules, no_obj_ptr)
     return Decoded(low_res=low_res, obj_ptr=ptr, object_score=score, iou=float(ious[best]))
 
 
-def mix_no_obj_ptr(ptr: np.ndarray, score: float, model: dict[str, Any], no_obj_ptr: np.ndarray) -> np.ndarray:
-    lam = 1.0 / (1.0 + np.exp(-score)) if model["soft_no_obj_ptr"] else float(score > 0)
-    if model["fixed_no_obj_ptr"]:
+def mix_no_obj_ptr(ptr: np.ndarray, score: float, rules: ModelRules, no_obj_ptr: np.ndarray) -> np.ndarray:
+    lam = 1.0 / (1.0 + np.exp(-score)) if rules.soft_no_obj_ptr else float(score > 0)
+    if rules.fixed_no_obj_ptr:
         ptr = lam * ptr
     return (ptr + (1.0 - lam) * no_obj_ptr).astype(np.float32)
 
 
-def use_multimask(model: dict[str, Any], is_init_cond_frame: bool, num_points: int) -> bool:
+def use_multimask(rules: ModelRules, is_init_cond_frame: bool, num_points: int) -> bool:
     return bool(
-        model["multimask_output_in_sam"]
-        and (is_init_cond_frame or model["multimask_output_for_tracking"])
-        and model["multimask_min_pt_num"] <= num_points <= model["multimask_max_pt_num"]
+        rules.multimask_output_in_sam
+        and (is_init_cond_frame or rules.multimask_output_for_tracking)
+        and rules.multimask_min_pt_num <= num_points <= rules.multimask_max_pt_num
     )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+
+from engine.rules import ModelRules
 
 
 # ----------------------------------------------------------------------------- bfloat16 storage
@@ -111,20 +112,20 @@ class ObjectMemory:
 class MemoryPlanner:
     """SAM2Base._prepare_memory_conditioned_features, as a pure function of the bank and the model's rules."""
 
-    def __init__(self, model: dict[str, Any], constants: dict[str, np.ndarray], memory_frames: int,
+    def __init__(self, rules: ModelRules, constants: dict[str, np.ndarray], memory_frames: int,
                  max_obj_ptrs: int) -> None:
-        self.model = model
-        self.num_maskmem = int(model["num_maskmem"])
+        self.rules = rules
+        self.num_maskmem = rules.num_maskmem
         self.recent = min(memory_frames, self.num_maskmem) - 1  # t_pos 1..recent counted from the newest
-        self.stride = int(model["memory_temporal_stride_for_eval"])
-        self.max_ptrs_model = int(model["max_obj_ptrs_in_encoder"])
+        self.stride = rules.memory_temporal_stride_for_eval
+        self.max_ptrs_model = rules.max_obj_ptrs_in_encoder
         self.max_ptrs = min(max_obj_ptrs, self.max_ptrs_model)
         tpos = constants["maskmem_tpos_enc"]  # [num_maskmem, 64]
         self.maskmem_pos = constants["maskmem_pos_enc"][0]  # [64, h, w]
         # position of a memory with temporal slot k: sine encoding + k-th temporal embedding, made once
         self.slot_pos = [(self.maskmem_pos + tpos[k][:, None, None]).astype(np.float32) for k in range(len(tpos))]
-        self.mem_dim = int(model["mem_dim"])
-        self.hidden_dim = int(model["hidden_dim"])
+        self.mem_dim = rules.mem_dim
+        self.hidden_dim = rules.hidden_dim
         self.tpos_w = constants.get("obj_ptr_tpos_proj_weight")
         self.tpos_b = constants.get("obj_ptr_tpos_proj_bias")
 
@@ -143,9 +144,9 @@ class MemoryPlanner:
         return -(-(frame_idx + 2) // r) * r + (t_rel - 2) * r
 
     def plan(self, bank: ObjectMemory, frame_idx: int, num_frames: int | None, reverse: bool) -> MemoryInputs:
-        model = self.model
+        rules = self.rules
         selected, unselected = select_closest_cond_frames(frame_idx, bank.cond,
-                                                          int(model["max_cond_frames_in_attn"]))
+                                                          rules.max_cond_frames_in_attn)
         entries: list[tuple[int, int, FrameOutput]] = [(0, t, out) for t, out in selected.items()]
         for t_pos in range(1, self.num_maskmem):
             t_rel = self.num_maskmem - t_pos
@@ -166,15 +167,15 @@ class MemoryPlanner:
             mem_frames.append(t)
 
         ptrs, ptr_pos_raw, ptr_frames = [], [], []
-        if model["use_obj_ptrs_in_encoder"]:
+        if rules.use_obj_ptrs_in_encoder:
             n_frames = num_frames if num_frames is not None else self.max_ptrs_model
             max_ptrs_norm = min(n_frames, self.max_ptrs_model)
             max_ptrs = min(n_frames, self.max_ptrs)
             sign = -1 if reverse else 1
             for t, out in selected.items():
-                if model["only_obj_ptrs_in_the_past_for_eval"] and (t < frame_idx if reverse else t > frame_idx):
+                if rules.only_obj_ptrs_in_the_past_for_eval and (t < frame_idx if reverse else t > frame_idx):
                     continue
-                d = (frame_idx - t) * sign if model["use_signed_tpos_enc_to_obj_ptrs"] else abs(frame_idx - t)
+                d = (frame_idx - t) * sign if rules.use_signed_tpos_enc_to_obj_ptrs else abs(frame_idx - t)
                 ptrs.append(out.obj_ptr)
                 ptr_pos_raw.append(d)
                 ptr_frames.append(t)
@@ -203,9 +204,9 @@ class MemoryPlanner:
         n = dist.shape[0]
         if n == 0:
             return np.zeros((0, self.mem_dim), np.float32)
-        if not self.model["add_tpos_enc_to_obj_ptrs"]:
+        if not self.rules.add_tpos_enc_to_obj_ptrs:
             return np.zeros((n, self.mem_dim), np.float32)  # SAM 2.0: pointers carry no temporal position
-        proj = bool(self.model["proj_tpos_enc_in_obj_ptrs"])
+        proj = self.rules.proj_tpos_enc_in_obj_ptrs
         pe = sine_pe_1d(dist / max(t_diff_max, 1), self.hidden_dim if proj else self.mem_dim)
         if proj:
             pe = pe @ self.tpos_w.T + self.tpos_b

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import numpy as np
 import yaml
 
 from engine.errors import ModelSetError
+from engine.rules import OPTIONAL as OPTIONAL_RULES
+from engine.rules import ModelRules
 
 FORMAT_VERSION = 1
 MANIFEST = "modelset.yaml"
@@ -27,19 +30,8 @@ REQUIRED_CONSTANTS = ("no_mem_embed", "maskmem_tpos_enc", "no_obj_ptr", "vision_
                       "maskmem_pos_enc", "mask_downsample_weight", "mask_downsample_bias")
 CONSTANTS_2_1 = ("no_obj_embed_spatial", "obj_ptr_tpos_proj_weight", "obj_ptr_tpos_proj_bias")
 
-# Hyper-parameters of the tracker, as the exporter reads them off the reference model.
-MODEL_KEYS = (
-    "image_size", "backbone_stride", "hidden_dim", "mem_dim", "num_maskmem", "max_obj_ptrs_in_encoder",
-    "max_cond_frames_in_attn", "memory_temporal_stride_for_eval", "sigmoid_scale_for_mem_enc",
-    "sigmoid_bias_for_mem_enc", "directly_add_no_mem_embed", "use_obj_ptrs_in_encoder",
-    "add_tpos_enc_to_obj_ptrs", "proj_tpos_enc_in_obj_ptrs", "use_signed_tpos_enc_to_obj_ptrs",
-    "only_obj_ptrs_in_the_past_for_eval", "multimask_output_in_sam", "multimask_output_for_tracking",
-    "multimask_min_pt_num", "multimask_max_pt_num", "use_multimask_token_for_obj_ptr", "pred_obj_scores",
-    "soft_no_obj_ptr", "fixed_no_obj_ptr", "use_mask_input_as_output_without_sam",
-    "binarize_mask_from_pts_for_mem_enc", "fill_hole_area", "non_overlap_masks", "no_obj_embed_spatial",
-    "dynamic_multimask_via_stability", "dynamic_multimask_stability_delta",
-    "dynamic_multimask_stability_thresh",
-)
+# Hyper-parameters of the tracker, as the exporter reads them off the reference model (ModelRules types them).
+MODEL_KEYS = ModelRules.required_keys() + OPTIONAL_RULES
 
 
 @dataclass(frozen=True)
@@ -84,14 +76,20 @@ class Manifest:
     stages: dict[str, StageSpec]
     provenance: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    source: str = MANIFEST  # where it was read, for error messages
+
+    @cached_property
+    def rules(self) -> ModelRules:
+        """The model section, typed; raises ModelSetError for a flag the engine cannot honour."""
+        return ModelRules.from_manifest(self.model, self.source)
 
     @property
     def image_size(self) -> int:
-        return int(self.model["image_size"])
+        return self.rules.image_size
 
     @property
     def feat_size(self) -> int:
-        return self.image_size // int(self.model["backbone_stride"])
+        return self.rules.feat_size
 
     def to_yaml(self) -> dict[str, Any]:
         return {
@@ -113,18 +111,17 @@ class Manifest:
                                 f"(this engine reads version {FORMAT_VERSION}); re-export the model set")
         try:
             model = dict(d["model"])
-            missing = [k for k in MODEL_KEYS if k not in model]
-            if missing:
-                raise ModelSetError(f"{source}: model section lacks {', '.join(missing)}")
             stages_d = d["stages"]
             absent = [s for s in STAGES if s not in stages_d]
             if absent:
                 raise ModelSetError(f"{source}: stages section lacks {', '.join(absent)}")
             stages = {s: StageSpec.from_yaml(s, stages_d[s]) for s in STAGES}
-            return cls(variant=str(d["variant"]), family=str(d["family"]), model=model, stages=stages,
-                       provenance=dict(d.get("provenance") or {}), format_version=version)
+            manifest = cls(variant=str(d["variant"]), family=str(d["family"]), model=model, stages=stages,
+                           provenance=dict(d.get("provenance") or {}), format_version=version, source=source)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelSetError(f"{source}: malformed manifest ({type(exc).__name__}: {exc})") from exc
+        manifest.rules  # noqa: B018 -- typed and checked at load, not when tracking starts
+        return manifest
 
 
 class _ManifestDumper(yaml.SafeDumper):

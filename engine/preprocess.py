@@ -1,4 +1,5 @@
-"""Frames and prompts into model space, and PyTorch-compatible resizing in numpy/OpenCV."""
+"""Frames and prompts into model space: Meta's frame loading (Pillow bicubic) and PyTorch-compatible
+resizing of masks and logits in numpy/OpenCV."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from engine.errors import InputError
 
@@ -30,19 +32,34 @@ def check_frame(frame: np.ndarray, where: str = "frame") -> np.ndarray:
     return frame
 
 
-_BLOB_MEAN = tuple(float(m) * 255.0 for m in IMAGENET_MEAN)
-_INV_STD = (1.0 / IMAGENET_STD).reshape(1, 3, 1, 1).astype(np.float32)
+def _normalise_table() -> np.ndarray:
+    """[3, 256] float32: the model input of each 8-bit value per channel, with the reference's arithmetic
+    (value / 255 in float64, rounded to float32, minus the float32 mean, divided by the float32 std), so a
+    table look-up gives bit-for-bit what Meta's frame loader gives."""
+    scaled = (np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
+    return ((scaled[None, :] - IMAGENET_MEAN[:, None]) / IMAGENET_STD[:, None]).astype(np.float32)
+
+
+_NORMALISE = _normalise_table()
+
+
+def resize_frame(frame: np.ndarray, image_size: int) -> np.ndarray:
+    """RGB uint8 H x W x 3 -> S x S x 3 uint8 with Pillow's bicubic filter, as Meta's JPEG-folder loader
+    (`Image.resize((S, S))`: bicubic, antialiased when shrinking, aspect ratio not kept). Pillow, not a
+    re-implementation: its filter support and integer rounding are what the reference's pixels are."""
+    if frame.shape[0] == image_size and frame.shape[1] == image_size:
+        return frame
+    return np.asarray(Image.fromarray(frame, "RGB").resize((image_size, image_size), Image.Resampling.BICUBIC))
 
 
 def frame_to_input(frame: np.ndarray, image_size: int) -> np.ndarray:
-    """RGB uint8 H x W x 3 -> 1 x 3 x S x S float32: resized without keeping the aspect ratio (as SAM 2),
-    scaled to [0, 1], ImageNet mean/std. Bilinear resize (SAM 2's own loaders use PIL bicubic or decord).
-    OpenCV's blob maker does resize, scaling and the NCHW layout in one native pass."""
-    frame = check_frame(frame)
-    blob = cv2.dnn.blobFromImage(frame, 1.0 / 255.0, (image_size, image_size), mean=_BLOB_MEAN, swapRB=False,
-                                 crop=False)
-    blob *= _INV_STD
-    return blob
+    """RGB uint8 H x W x 3 -> 1 x 3 x S x S float32, equal to the frame tensor Meta's `init_state` builds
+    from a JPEG folder: Pillow bicubic resize to S x S, /255, ImageNet mean/std, NCHW."""
+    small = resize_frame(check_frame(frame), image_size)
+    out = np.empty((1, 3, image_size, image_size), np.float32)
+    for c in range(3):
+        np.take(_NORMALISE[c], small[:, :, c], out=out[0, c])
+    return out
 
 
 @lru_cache(maxsize=32)

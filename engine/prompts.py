@@ -167,3 +167,14 @@ def merge(prompts: list[Prompt]) -> list[Prompt]:
         m.points += p.points
         m.labels += p.labels
     return [p.check() for p in merged.values()]
+
+
+def finalize_prompts(found: list[Prompt]) -> list[Prompt]:
+    """Prompts from any source, checked and merged per object and frame, in frame order."""
+    if not found:
+        raise InputError("no prompt given: add --point, --box, --mask or --prompts")
+    for p in found:
+        if p.obj_id < 1 or p.obj_id > 255:
+            raise InputError(f"object id {p.obj_id} is not allowed: ids run from 1 to 255 (0 is the background "
+                             f"of the PNG masks)")
+    return sorted(merge(found), key=lambda p: (p.frame, p.obj_id))

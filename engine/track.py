@@ -25,7 +25,7 @@ import numpy as np
 from engine.cli import run_cli
 from engine.errors import ConfigError, FrameDecodeError, InputError
 from engine.outputs import OverlayWriter, RleWriter, atomic_write_bytes, indexed_png, label_image
-from engine.prompts import Prompt, load_prompts_file, merge, parse_box, parse_index, parse_point
+from engine.prompts import Prompt, finalize_prompts, load_prompts_file, parse_box, parse_index, parse_point
 from engine.video import FrameSource, open_video
 
 log = logging.getLogger("engine.track")
@@ -84,13 +84,7 @@ def collect_prompts(args: argparse.Namespace) -> list[Prompt]:
             found.append(Prompt(frame, obj_id, mask=Path(value)))
     if args.prompts:
         found += load_prompts_file(args.prompts)
-    if not found:
-        raise InputError("no prompt given: add --point, --box, --mask or --prompts")
-    for p in found:
-        if p.obj_id < 1 or p.obj_id > 255:
-            raise InputError(f"object id {p.obj_id} is not allowed: ids run from 1 to 255 (0 is the background "
-                             f"of the PNG masks)")
-    return sorted(merge(found), key=lambda p: (p.frame, p.obj_id))
+    return finalize_prompts(found)
 
 
 def read_mask(path: Path, video_hw: tuple[int, int]) -> np.ndarray:
@@ -157,6 +151,7 @@ class TolerantSource(FrameSource):
         self.num_frames, self.height, self.width = inner.num_frames, inner.height, inner.width
         self.fps = getattr(inner, "fps", None)
         self.bad: list[int] = []
+        self.errors: dict[int, str] = {}
         self._last: np.ndarray | None = None
 
     def _load(self, index: int) -> np.ndarray:
@@ -167,6 +162,7 @@ class TolerantSource(FrameSource):
                 raise
             log.warning("%s; using the previous frame instead", exc)
             self.bad.append(index)
+            self.errors[index] = str(exc)
             return self._last
         self._last = frame
         return frame
@@ -219,6 +215,9 @@ def track_offline(args, tracker, prompts: list[Prompt]) -> dict[str, Any]:
         files = outputs.close(complete)
         summary = _summary(args, outputs, files, time.perf_counter() - t0, complete,
                            getattr(source, "bad", []), tracker)
+        errors = getattr(source, "errors", {})
+        summary["bad_frames"] = [{"frame": i, "error": errors[i]} for i in sorted(errors)]
+        summary["memory"] = {"stored_frames": state.stored_frames(), "bytes": state.memory_bytes()}
         _write_summary(args.out, summary)
     return summary
 

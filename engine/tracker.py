@@ -55,6 +55,7 @@ class InferenceState:
         self.objects: OrderedDict[int, ObjectState] = OrderedDict()
         self.cached: tuple[int, FrameFeatures] | None = None
         self.correct_as_cond = False  # streams make every correction a conditioning frame
+        self.bounded = False  # drop tracked frames the memory rules can no longer reach (streams, or by config)
 
     @property
     def num_frames(self) -> int | None:
@@ -99,16 +100,18 @@ class Tracker:
         self.modelset = modelset
         self.stages = stages
         self.settings = settings or TrackerSettings()
-        self.model = modelset.manifest.model
+        self.rules = modelset.manifest.rules
         self.constants = modelset.constants
         self.image_size = modelset.manifest.image_size
-        if self.settings.memory_frames > int(self.model["num_maskmem"]):
+        if self.settings.memory_frames > self.rules.num_maskmem:
             raise ConfigError(f"tracker.memory_frames {self.settings.memory_frames} exceeds the model's "
-                              f"num_maskmem {self.model['num_maskmem']}")
-        self.planner = MemoryPlanner(self.model, self.constants, self.settings.memory_frames,
+                              f"num_maskmem {self.rules.num_maskmem}")
+        self.planner = MemoryPlanner(self.rules, self.constants, self.settings.memory_frames,
                                      self.settings.max_obj_ptrs)
-        self.fill_hole_area = (int(self.model["fill_hole_area"]) if self.settings.fill_hole_area is None
+        self.fill_hole_area = (self.rules.fill_hole_area if self.settings.fill_hole_area is None
                                else self.settings.fill_hole_area)
+        self.non_overlap_masks = (self.rules.non_overlap_masks if self.settings.non_overlap_masks is None
+                                  else self.settings.non_overlap_masks)
         self.no_obj_ptr = self.constants["no_obj_ptr"]
         self.no_mem_embed = self.constants["no_mem_embed"].reshape(1, -1, 1, 1)
         self.return_video_logits = False
@@ -131,7 +134,16 @@ class Tracker:
         return {"variant": self.modelset.variant, "image_size": self.image_size,
                 "weights": self.modelset.manifest.provenance.get("weights"), "stages": self.stages.describe(),
                 "memory_frames": self.settings.memory_frames, "max_obj_ptrs": self.settings.max_obj_ptrs,
-                "memory_dtype": self.settings.memory_dtype, "fill_hole_area": self.fill_hole_area}
+                "memory_dtype": self.settings.memory_dtype, "fill_hole_area": self.fill_hole_area,
+                "offline_memory": self.settings.offline_memory, "bytes_per_stored_frame": self.bytes_per_stored_frame()}
+
+    def bytes_per_stored_frame(self) -> int:
+        """What one object keeps per frame it has an output for (low-res logits, pointer, memory features):
+        an offline run with offline_memory "all" grows by this per tracked frame and object."""
+        r = self.rules
+        low_res = (r.image_size // 4) ** 2 * 4
+        features = r.mem_dim * r.feat_size ** 2 * (2 if self.settings.memory_dtype == "bfloat16" else 4)
+        return low_res + r.hidden_dim * 4 + features
 
     # ------------------------------------------------------------------ stage calls
     def _run(self, stage: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -173,7 +185,7 @@ class Tracker:
                            else np.zeros((1, 1, side, side), np.float32)),
             "has_mask_input": np.array([1.0 if has else 0.0], np.float32),
         })
-        return select_mask(out, multimask, self.model, self.no_obj_ptr)
+        return select_mask(out, multimask, self.rules, self.no_obj_ptr)
 
     def _mask_as_output(self, feats: FrameFeatures, mask: np.ndarray) -> Decoded:
         """SAM2Base._use_mask_as_output: the mask is the output; the decoder only makes its pointer."""
@@ -186,23 +198,23 @@ class Tracker:
         ptr = self._decode(feats.vision_feat, feats, None, down.astype(np.float32), multimask=False).obj_ptr
         present = bool(np.any(mask > 0))
         score = 10.0 if present else -10.0
-        if self.model["pred_obj_scores"]:
-            ptr = mix_no_obj_ptr(ptr, score, self.model, self.no_obj_ptr)
+        if self.rules.pred_obj_scores:
+            ptr = mix_no_obj_ptr(ptr, score, self.rules, self.no_obj_ptr)
         return Decoded(low_res=low, obj_ptr=ptr, object_score=score, iou=1.0)
 
     def _encode_memory(self, feats: FrameFeatures, low_res: np.ndarray, score: float, from_points: bool) -> np.ndarray:
         high = resize_bilinear(low_res, (self.image_size, self.image_size))
-        if self.model["binarize_mask_from_pts_for_mem_enc"] and from_points:
+        if self.rules.binarize_mask_from_pts_for_mem_enc and from_points:
             mask = (high > 0).astype(np.float32)
         else:  # sigmoid; OpenCV's exp is several times faster than numpy's and gives inf, not a warning
             mask = cv2.exp(-high)
             mask += 1.0
             np.reciprocal(mask, out=mask)
-        mask *= np.float32(self.model["sigmoid_scale_for_mem_enc"])
-        mask += np.float32(self.model["sigmoid_bias_for_mem_enc"])
+        mask *= np.float32(self.rules.sigmoid_scale_for_mem_enc)
+        mask += np.float32(self.rules.sigmoid_bias_for_mem_enc)
         out = self._run("memory_encoder", {"pix_feat": feats.vision_feat, "mask_for_mem": mask[None, None]})
         features = out["maskmem_features"][0]
-        if self.model["no_obj_embed_spatial"] and score <= 0:
+        if self.rules.no_obj_embed_spatial and score <= 0:
             features = features + self.constants["no_obj_embed_spatial"][:, None, None]
         return to_bf16(features) if self.settings.memory_dtype == "bfloat16" else features.astype(np.float32)
 
@@ -211,7 +223,7 @@ class Tracker:
                      run_mem_encoder: bool, prev_logits: np.ndarray | None = None) -> FrameOutput:
         """SAM2VideoPredictor._run_single_frame_inference for one object."""
         feats = self._features(state, frame_idx)
-        if mask is not None and self.model["use_mask_input_as_output_without_sam"]:
+        if mask is not None and self.rules.use_mask_input_as_output_without_sam:
             decoded = self._mask_as_output(feats, mask)
         else:
             if is_init_cond:
@@ -227,7 +239,7 @@ class Tracker:
                     "obj_ptrs": mem.obj_ptrs, "obj_ptr_pos": mem.obj_ptr_pos})["pix_feat_with_mem"]
             n_points = 0 if points is None else int(points[1].shape[0])
             decoded = self._decode(embed, feats, points, prev_logits,
-                                   use_multimask(self.model, is_init_cond, n_points))
+                                   use_multimask(self.rules, is_init_cond, n_points))
         maskmem = (self._encode_memory(feats, decoded.low_res, decoded.object_score, points is not None)
                    if run_mem_encoder else None)
         return FrameOutput(pred_masks=fill_holes(decoded.low_res, self.fill_hole_area), obj_ptr=decoded.obj_ptr,
@@ -244,7 +256,7 @@ class Tracker:
                 scores[i] = out.object_score
         hw = state.video_hw
         video = np.stack([to_video_logits(m, hw) for m in low]) if len(outs) else np.zeros((0, *hw), np.float32)
-        if self.settings.non_overlap_masks and len(outs) > 1:
+        if self.non_overlap_masks and len(outs) > 1:
             winner = np.argmax(video, axis=0)
             for i in range(len(outs)):
                 video[i] = np.where(winner == i, video[i], np.minimum(video[i], -10.0))
@@ -264,6 +276,7 @@ class Tracker:
     def init_state(self, video: Any) -> InferenceState:
         """A path (image folder or video file), a numpy array N x H x W x 3, a list of frames or a FrameSource."""
         state = InferenceState(open_video(video))
+        state.bounded = self.settings.offline_memory == "window"
         if state.num_frames:
             self._features(state, 0)  # as the reference: warm the first frame
         return state
@@ -352,9 +365,21 @@ class Tracker:
                 out = self._track_frame(state, obj, frame_idx, False, None, None, reverse, run_mem_encoder=True)
                 obj.bank.non_cond[frame_idx] = out
             obj.tracked[frame_idx] = reverse
-            obj.bank.evict(frame_idx, self.planner.window)
+            if state.bounded:
+                obj.bank.evict(frame_idx, self.planner.window)
             outs.append(out)
         return self._result(state, frame_idx, outs)
+
+    def step(self, state: InferenceState, frame_idx: int, reverse: bool = False) -> FrameResult:
+        """Track one frame for every object, as propagate_in_video does per frame; prompts added since the
+        last step become memory first. A frame before any prompt is encoded (so a prompt on it is quick)
+        and has no objects. Streams are built on this."""
+        frame_idx = self._check_frame_idx(state, frame_idx)
+        if not state.objects:
+            self._features(state, frame_idx)
+            return self._result(state, frame_idx, [])
+        self._preflight(state)
+        return self._step(state, frame_idx, reverse)
 
     def propagate_in_video(self, state: InferenceState, start_frame_idx: int | None = None,
                            max_frame_num_to_track: int | None = None, reverse: bool = False,
@@ -431,7 +456,8 @@ class Stream:
 
     Corrections on a frame that was already tracked become conditioning frames (SAM 2's
     add_all_frames_to_correct_as_cond), so they keep steering the object instead of leaving memory after
-    six frames. Memory stays bounded: tracked frames older than the rules can select are dropped.
+    six frames. Memory stays bounded: tracked frames older than the rules can select are dropped (a
+    stream never goes back, so its masks are still those of Meta's predictor run with that flag).
     """
 
     def __init__(self, tracker: Tracker) -> None:
@@ -439,6 +465,7 @@ class Stream:
         self.source = LiveSource()
         self.state = InferenceState(self.source)
         self.state.correct_as_cond = True
+        self.state.bounded = True
         self.frame_idx = -1
 
     def _current(self) -> int:
@@ -449,11 +476,7 @@ class Stream:
     def track(self, frame: np.ndarray) -> FrameResult:
         """Add the next frame and return every object's mask on it."""
         self.frame_idx = self.source.push(frame)
-        if not self.state.objects:
-            self.tracker._features(self.state, self.frame_idx)
-            return self.tracker._result(self.state, self.frame_idx, [])
-        self.tracker._preflight(self.state)
-        result = self.tracker._step(self.state, self.frame_idx, reverse=False)
+        result = self.tracker.step(self.state, self.frame_idx)
         window = self.tracker.planner.window
         for obj in self.state.objects.values():
             for t in [t for t in obj.tracked if t < self.frame_idx - window]:

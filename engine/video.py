@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from engine.errors import FrameDecodeError, InputError
 from engine.preprocess import check_frame
@@ -60,6 +61,10 @@ def _natural_key(p: Path):
 
 
 class ImageFolderSource(FrameSource):
+    """A folder of frames, decoded with Pillow as Meta's JPEG-folder loader does (so both see the same
+    pixels). A file Pillow cannot decode completely (truncated, broken data stream) is a FrameDecodeError
+    naming the file and the frame, never a partly grey frame."""
+
     def __init__(self, folder: str | Path) -> None:
         super().__init__()
         self.folder = Path(folder)
@@ -73,14 +78,27 @@ class ImageFolderSource(FrameSource):
 
     def _load(self, index: int) -> np.ndarray:
         path = self.files[index]
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise FrameDecodeError(f"cannot read image {path} (frame {index}): missing, corrupt or not an image")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        try:
+            with Image.open(path) as img:
+                return np.asarray(img.convert("RGB"))
+        except FileNotFoundError as exc:
+            raise FrameDecodeError(f"cannot read image {path} (frame {index}): the file is missing") from exc
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            # Pillow reports truncated files and broken data streams as OSError; it never guesses pixels
+            raise FrameDecodeError(f"cannot decode image {path} (frame {index}): {exc}; the file is truncated, "
+                                   f"corrupt or not an image") from exc
 
 
 class VideoFileSource(FrameSource):
-    """A video file through OpenCV; sequential reads are cheap, a backward step seeks."""
+    """A video file through OpenCV.
+
+    Forward reads decode sequentially. Reading backwards (reverse propagation) decodes a chunk of frames
+    forward from one seek and serves it from memory, so each frame costs about one decode instead of a
+    seek (which decodes from the previous key frame: a whole GOP) per frame. Frames are exactly those a
+    forward decode returns. The chunk's size follows `chunk_bytes`.
+    """
+
+    chunk_bytes = 256 << 20
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
@@ -92,27 +110,55 @@ class VideoFileSource(FrameSource):
             raise InputError(f"cannot open video {self.path}: not a video OpenCV can decode")
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or 30.0
+        self.decoded = 0  # frames decoded, and seeks made: what reading has cost so far
+        self.seeks = 0
         self._next = 0
-        ok, first = self._cap.read()
-        if not ok or first is None:
-            raise InputError(f"cannot decode the first frame of {self.path}: the file is empty or corrupt")
-        self._next = 1
+        first = self._read(0)
         self.height, self.width = first.shape[:2]
         self.num_frames = max(count, 1)
-        self._cache[0] = cv2.cvtColor(first, cv2.COLOR_BGR2RGB)
+        self._cache[0] = first
+        self.chunk_frames = int(np.clip(self.chunk_bytes // first.nbytes, 8, 512))
+        self._chunk: dict[int, np.ndarray] = {}
 
-    def _load(self, index: int) -> np.ndarray:
-        if index != self._next:
-            self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+    def _read(self, index: int) -> np.ndarray:
+        """Decode the frame at the decoder's position, which must be `index`."""
         ok, img = self._cap.read()
+        self.decoded += 1
         if not ok or img is None:
             raise FrameDecodeError(f"cannot decode frame {index} of {self.path} (the header promises "
-                             f"{self.num_frames} frames): the file is truncated or corrupt")
+                                   f"{getattr(self, 'num_frames', '?')} frames): the file is truncated or corrupt")
         self._next = index + 1
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
+    def _seek(self, index: int) -> None:
+        self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        self.seeks += 1
+        self._next = index
+
+    def _load(self, index: int) -> np.ndarray:
+        if index in self._chunk:
+            return self._chunk[index]
+        if index < self._next:  # backwards: decode the chunk that ends here, forward from one seek
+            start = max(0, index - self.chunk_frames + 1)
+            self._chunk = {}
+            self._seek(start)
+            for i in range(start, index + 1):
+                self._chunk[i] = self._read(i)
+            return self._chunk[index]
+        if index - self._next > self.chunk_frames:  # far ahead: seek rather than decode what lies between,
+            self._seek(index - self.chunk_frames + 1)  # to a chunk's length before it, as a reverse pass reads
+        if index > self._next:  # a gap (a reverse pass starting at the end): keep what it decodes
+            self._chunk = {}
+            while self._next < index:
+                i = self._next
+                frame = self._read(i)
+                if i > index - self.chunk_frames:
+                    self._chunk[i] = frame
+        return self._read(index)
+
     def close(self) -> None:
         super().close()
+        self._chunk = {}
         self._cap.release()
 
 

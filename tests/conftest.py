@@ -1,8 +1,9 @@
-"""Shared fixtures: random-weight hiera-tiny 2.1 models, exported once per test run.
+"""Shared fixtures: random-weight hiera-tiny 2.1 models, exported once per test run, and the test clips.
 
-The object-score head's bias is shifted so that, on the test footage, the random model calls some
-prompted objects present and others absent: both branches of the tracker's occlusion handling run
-(the parity tests assert that both occurred).
+The random weights are calibrated (engine.export.build.Calibration): a mask-logit offset makes prompted
+and tracked masks cover a moderate share of the frame (random weights otherwise flood tracked frames),
+and a shifted object-score head makes the model call some objects present and others absent, so both
+branches of the occlusion handling run. The parity tests assert the coverage band and both branches.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from engine.modelset import ModelSet
 TEST_VARIANT = "sam2.1_hiera_tiny"
 TEST_SIZE = 512
 TEST_SEED = 0
-SCORE_BIAS_PARAM = "sam_mask_decoder.pred_obj_score_head.layers.2.bias"
-SCORE_BIAS_SHIFT = -0.20
+MASK_LOGIT_OFFSET = -0.05
+OBJECT_SCORE_SHIFT = -0.20
 
 DATA = Path(os.environ.get("SAM2_EDGE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -30,17 +31,11 @@ def require_data() -> Path:
 
 
 def build_test_model(image_size: int):
-    import torch
-
-    from engine.export.build import build_model
+    from engine.export.build import Calibration, build_model
     from engine.variants import get_variant
 
-    built = build_model(get_variant(TEST_VARIANT), image_size=image_size, seed=TEST_SEED)
-    params = dict(built.model.named_parameters())
-    with torch.no_grad():
-        params[SCORE_BIAS_PARAM].add_(SCORE_BIAS_SHIFT)
-    built.weights["overrides"] = {SCORE_BIAS_PARAM: f"shifted by {SCORE_BIAS_SHIFT}"}
-    return built
+    return build_model(get_variant(TEST_VARIANT), image_size=image_size, seed=TEST_SEED,
+                       calibration=Calibration(MASK_LOGIT_OFFSET, OBJECT_SCORE_SHIFT))
 
 
 def export_once(built, tmp_path_factory, name: str) -> Path:
@@ -74,3 +69,34 @@ def built_tiny_1024():
 @pytest.fixture(scope="session")
 def modelset_1024(built_tiny_1024, tmp_path_factory) -> ModelSet:
     return ModelSet.load(export_once(built_tiny_1024, tmp_path_factory, f"{TEST_VARIANT}_1024"))
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """JPEG folders both the engine and Meta's loader read, written once per run from the shared footage:
+    DAVIS as it is (854 x 480), DAVIS below the 512 model size (320 x 240: upscaled) and above it
+    (1280 x 720), and the frames of bedroom.mp4 as OpenCV decodes them (960 x 540)."""
+    import cv2
+    from PIL import Image
+
+    data = require_data()
+    root = tmp_path_factory.mktemp("clips")
+    davis = data / "davis-car-shadow" / "frames"
+    out = {"davis": davis}
+    for name, size in (("davis-small", (320, 240)), ("davis-large", (1280, 720))):
+        folder = root / name
+        folder.mkdir()
+        for src in sorted(davis.glob("*.jpg"))[:24]:
+            with Image.open(src) as im:
+                im.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(folder / src.name, quality=95)
+        out[name] = folder
+    folder = root / "bedroom"
+    folder.mkdir()
+    cap = cv2.VideoCapture(str(data / "videos" / "bedroom.mp4"))
+    for i in range(24):
+        ok, frame = cap.read()
+        assert ok, f"bedroom.mp4: cannot decode frame {i}"
+        Image.fromarray(frame[:, :, ::-1]).save(folder / f"{i:05d}.jpg", quality=95)
+    cap.release()
+    out["bedroom"] = folder
+    return out

@@ -44,6 +44,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
                    help="fill a parameter with a constant after loading (testing aid), e.g. "
                         "sam_mask_decoder.pred_obj_score_head.layers.2.bias=5")
+    p.add_argument("--mask-logit-offset", type=float, default=0.0, metavar="LOGIT",
+                   help="random weights only: add this to every mask logit, so masks cover a moderate share "
+                        "of the frame (the tests use -0.05 at 512); for fidelity and parity measurements")
+    p.add_argument("--object-score-shift", type=float, default=0.0, metavar="LOGIT",
+                   help="random weights only: shift the object-score head, so objects are found absent too")
     p.add_argument("--verify", action="store_true",
                    help="compare every stage on ONNX Runtime CPU and OpenVINO CPU f32 with PyTorch")
     p.add_argument("--report", type=Path, help="with --verify: write the parity table as JSON here")
@@ -56,14 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     variant = get_variant(args.variant)
     out = args.out or default_out(variant.name, args.image_size)
 
-    from engine.export.build import build_model
+    from engine.export.build import Calibration, build_model
     from engine.export.exporter import export_model_set, prepare_output_dir
 
     prepare_output_dir(out, args.force)  # fail before the slow part
     t0 = time.perf_counter()
     what = f"checkpoint {args.checkpoint}" if args.checkpoint else f"random weights (seed {args.seed})"
     print(f"building {variant.name} at {args.image_size}x{args.image_size} from {what}")
-    built = build_model(variant, args.image_size, args.checkpoint, args.seed, _parse_set(args.set))
+    calibration = None
+    if args.mask_logit_offset or args.object_score_shift:
+        calibration = Calibration(args.mask_logit_offset, args.object_score_shift)
+    built = build_model(variant, args.image_size, args.checkpoint, args.seed, _parse_set(args.set), calibration)
     manifest = export_model_set(built, out, force=args.force)
     elapsed = time.perf_counter() - t0
     sizes = {s.file: (out / s.file).stat().st_size / 1e6 for s in manifest.stages.values()}

@@ -69,6 +69,48 @@ def _perturb_all_parameters(model: Any, seed: int, scale: float = 0.02) -> None:
             p.add_(noise.to(p.dtype) * scale)
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """Two shifts that make a seeded random model's masks testable.
+
+    Random weights give low-res logits of a few tenths around zero, and memory-conditioned frames come out
+    mostly positive: masks that flood the frame, where IoU says nothing. `mask_logit_offset` adds a constant
+    to every mask token's logits (through one upscaling channel made constant and the hypernetworks' bias
+    on it), so prompted and tracked masks cover a moderate share of the frame. `object_score_shift` moves
+    the object-score head's bias, so that both the present and the absent branches occur.
+    """
+
+    mask_logit_offset: float = 0.0
+    object_score_shift: float = 0.0
+
+    CHANNEL = 0  # the upscaled-embedding channel that carries the offset
+    LEVEL = 4.0  # its constant value (GELU(4) = 3.9999)
+
+    def apply(self, model: Any) -> None:
+        import torch
+
+        dec = model.sam_mask_decoder
+        with torch.no_grad():
+            if self.mask_logit_offset:
+                k = self.CHANNEL
+                upscale = dec.output_upscaling[3]  # the last transposed conv, before GELU and the dot product
+                upscale.weight[:, k] = 0.0
+                upscale.bias[k] = self.LEVEL
+                dec.conv_s0.weight[k] = 0.0  # the high-res skip added to the same channel
+                dec.conv_s0.bias[k] = 0.0
+                for mlp in dec.output_hypernetworks_mlps:
+                    mlp.layers[-1].weight[k] = 0.0
+                    mlp.layers[-1].bias[k] = self.mask_logit_offset / self.LEVEL
+            if self.object_score_shift:
+                head = dec.pred_obj_score_head
+                last = head.layers[-1] if hasattr(head, "layers") else head
+                last.bias.add_(self.object_score_shift)
+
+    def to_yaml(self) -> dict[str, float]:
+        return {"mask_logit_offset": float(self.mask_logit_offset),
+                "object_score_shift": float(self.object_score_shift)}
+
+
 def _load_checkpoint(model: Any, path: Path, variant: Variant) -> None:
     import torch
 
@@ -121,6 +163,7 @@ def build_model(
     checkpoint: Path | None = None,
     seed: int = 0,
     param_overrides: dict[str, float] | None = None,
+    calibration: Calibration | None = None,
 ) -> BuiltModel:
     """Build the video predictor of `variant` in eval mode on the CPU.
 
@@ -154,6 +197,11 @@ def build_model(
     else:
         _perturb_all_parameters(model, seed)
         weights = {"source": "random", "seed": seed}
+    if calibration is not None:
+        if checkpoint is not None:
+            raise ExportError("calibration shifts are for seeded random weights; a checkpoint is used as it is")
+        calibration.apply(model)
+        weights["calibration"] = calibration.to_yaml()
     if param_overrides:
         _apply_param_overrides(model, param_overrides)
         weights["overrides"] = {k: float(v) for k, v in param_overrides.items()}

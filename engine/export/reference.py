@@ -1,9 +1,10 @@
-"""Meta's SAM2VideoPredictor on the same weights and the same preprocessed frames: the parity reference.
+"""Meta's SAM2VideoPredictor on the same weights: the parity reference.
 
-Two things make the comparison like for like: frames are preprocessed once, by the engine's own
-preprocessing, and fed to the reference (its loaders resize with PIL bicubic or decord); and the
-reference's hole filling, which needs a CUDA extension and is silently skipped on CPU, gets an
-OpenCV connected-components implementation so that it runs as it does on a GPU.
+For parity the reference loads its own frames from a JPEG folder with its own loader (`init_state`),
+never the engine's tensors. The benchmark, which only times it, may hand it the engine's frames instead
+(`init_state_with_engine_frames`: Meta's video-file loader needs decord). The reference's hole filling,
+which needs a CUDA extension and is silently skipped on CPU, gets an OpenCV connected-components
+implementation so that it runs as it does on a GPU.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -113,7 +115,20 @@ class ReferenceTracker:
             stack.enter_context(hole_filling_on_cpu())
         return stack
 
-    def init_state(self, video: Any) -> dict:
+    def init_state(self, frames_dir: str | Path, **kwargs: Any) -> dict:
+        """Meta's own `init_state` on a folder of JPEG frames: it decodes and resizes them itself."""
+        import sam2.utils.misc as misc
+
+        path = Path(frames_dir)
+        if not path.is_dir():
+            raise ValueError(f"the reference reads a folder of JPEG frames itself; {path} is not a folder "
+                             f"(decode a video file into one first)")
+        misc.tqdm = lambda iterable, **_kw: iterable  # callers show their own progress
+        with self._ctx():
+            return self.predictor.init_state(video_path=str(path), **kwargs)
+
+    def init_state_with_engine_frames(self, video: Any) -> dict:
+        """Timing only: the reference on frames the engine decodes and preprocesses (any source)."""
         import sam2.sam2_video_predictor as svp
 
         source = open_video(video)

@@ -1,8 +1,13 @@
-"""Run one scripted session on the engine and on the PyTorch reference, and compare frame by frame."""
+"""Run one scripted session on the engine and on Meta's predictor, and compare frame by frame.
+
+The reference reads its frames from disk itself (a JPEG folder, decoded and resized by its own loader);
+the engine reads the same folder through its own frame source. Nothing preprocessed is shared.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,7 +15,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # points | box | mask | propagate
+    kind: str  # points | mask | propagate | track (streams: push the next frame)
     frame: int = 0
     obj: int = 1
     args: dict[str, Any] = field(default_factory=dict)
@@ -19,9 +24,10 @@ class Step:
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    video: str  # "davis" or "bedroom"
+    clip: str  # a key of the session's `clips` fixture
     steps: tuple[Step, ...]
     image_size: int = 512
+    stream: bool = False  # engine: tracker.stream(); reference: add_all_frames_to_correct_as_cond=True
 
 
 @dataclass
@@ -31,15 +37,13 @@ class FrameRecord:
     obj_ids: list[int]
     masks: np.ndarray  # [n, H, W] bool
     low_res: np.ndarray  # [n, h4, w4]
-    scores: np.ndarray  # [n]
+    scores: np.ndarray  # [n] object score logits (> 0: present)
 
 
-def _frames(video: str, data) -> Any:
-    return str(data / "davis-car-shadow" / "frames") if video == "davis" else str(data / "videos" / "bedroom.mp4")
-
-
-def run_engine(tracker, scenario: Scenario, data, mask_of) -> list[FrameRecord]:
-    state = tracker.init_state(_frames(scenario.video, data))
+def run_engine(tracker, scenario: Scenario, frames_dir: Path, mask_of) -> list[FrameRecord]:
+    if scenario.stream:
+        return _run_stream(tracker, scenario, frames_dir)
+    state = tracker.init_state(str(frames_dir))
     records = []
     for i, step in enumerate(scenario.steps):
         if step.kind == "propagate":
@@ -54,8 +58,57 @@ def run_engine(tracker, scenario: Scenario, data, mask_of) -> list[FrameRecord]:
     return records
 
 
-def run_reference(ref, scenario: Scenario, data, mask_of) -> list[FrameRecord]:
-    state = ref.init_state(_frames(scenario.video, data))
+def _run_stream(tracker, scenario: Scenario, frames_dir: Path) -> list[FrameRecord]:
+    from engine.video import ImageFolderSource
+
+    source = ImageFolderSource(frames_dir)  # decoded as the reference decodes, then pushed frame by frame
+    stream = tracker.stream()
+    records = []
+    for i, step in enumerate(scenario.steps):
+        if step.kind == "track":
+            r = stream.track(source.get(step.frame))
+            assert r.frame_idx == step.frame
+            if not r.obj_ids:
+                continue
+        else:
+            r = stream.add_new_points_or_box(step.obj, **step.args)
+        records.append(FrameRecord(i, r.frame_idx, r.obj_ids, r.masks, r.low_res_logits, r.object_scores))
+    return records
+
+
+def run_reference(ref, scenario: Scenario, frames_dir: Path, mask_of) -> list[FrameRecord]:
+    predictor = ref.predictor
+    saved = predictor.add_all_frames_to_correct_as_cond
+    predictor.add_all_frames_to_correct_as_cond = scenario.stream
+    try:
+        return _reference_steps(ref, _as_offline(scenario), frames_dir, mask_of)
+    finally:
+        predictor.add_all_frames_to_correct_as_cond = saved
+
+
+def _as_offline(scenario: Scenario) -> Scenario:
+    """A stream's pushes become propagations over the same frames (between prompts), as a user of Meta's
+    predictor would drive it; its `track` steps of frames before any prompt produce nothing."""
+    if not scenario.stream:
+        return scenario
+    steps: list[Step] = []
+    prompted = False
+    for step in scenario.steps:
+        if step.kind != "track":
+            prompted = True
+            steps.append(Step(step.kind, step.frame, step.obj, step.args))
+        elif prompted:
+            last = steps[-1]
+            if last.kind == "propagate":
+                n = last.args["max_frame_num_to_track"] + 1
+                steps[-1] = Step("propagate", args={**last.args, "max_frame_num_to_track": n})
+            else:
+                steps.append(Step("propagate", args={"start_frame_idx": step.frame, "max_frame_num_to_track": 0}))
+    return Scenario(scenario.name, scenario.clip, tuple(steps), scenario.image_size, stream=False)
+
+
+def _reference_steps(ref, scenario: Scenario, frames_dir: Path, mask_of) -> list[FrameRecord]:
+    state = ref.init_state(frames_dir)
     records = []
     for i, step in enumerate(scenario.steps):
         if step.kind == "propagate":
@@ -66,51 +119,66 @@ def run_reference(ref, scenario: Scenario, data, mask_of) -> list[FrameRecord]:
             frame, ids, video_res = ref.add_new_mask(state, step.frame, step.obj, mask_of(step.args["mask"]))
         else:
             frame, ids, video_res = ref.add_new_points_or_box(state, step.frame, step.obj, **step.args)
-        low = _consolidated_low_res(state, frame)
-        vr = video_res[:, 0].float().numpy()
-        records.append(FrameRecord(i, frame, list(ids), vr > 0, low, np.full(len(ids), np.nan, np.float32)))
+        low, scores = _consolidated(state, frame, ref.image_size // 4)
+        records.append(FrameRecord(i, frame, list(ids), video_res[:, 0].float().numpy() > 0, low, scores))
     return records
 
 
-def _consolidated_low_res(state, frame: int) -> np.ndarray:
-    lows = []
+def _consolidated(state, frame: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each object's output on a frame just prompted: temporary (not yet consolidated) outputs first."""
+    lows, scores = [], []
     for obj_idx in range(len(state["obj_ids"])):
         out = None
         for d in (state["temp_output_dict_per_obj"][obj_idx], state["output_dict_per_obj"][obj_idx]):
             out = out or d["cond_frame_outputs"].get(frame) or d["non_cond_frame_outputs"].get(frame)
-        lows.append(np.full((256, 256), -1024.0, np.float32) if out is None else out["pred_masks"][0, 0].float().numpy())
-    return np.stack(lows)
+        if out is None:  # the object has no output on this frame yet
+            lows.append(np.full((side, side), -1024.0, np.float32))
+            scores.append(-1024.0)
+        else:
+            lows.append(out["pred_masks"][0, 0].float().numpy())
+            scores.append(float(out["object_score_logits"].reshape(-1)[0]))
+    return np.stack(lows), np.asarray(scores, np.float32)
 
 
 @dataclass
 class Comparison:
-    frames: int
+    frames: int  # records compared (prompt results and tracked frames)
+    object_frames: int  # object-frames where either mask is non-empty (the IoU's domain)
     min_iou: float
-    max_logit_diff: float
     worst: str
-    present: int  # object-frames the reference called present
+    max_logit_diff: float
+    p999_logit_diff: float  # the largest per-object-frame 99.9th percentile of |engine - reference|
+    coverage: tuple[float, float, float]  # min / median / max share of the frame, present object-frames
+    present: int  # object-frames the reference calls present
     absent: int
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+    return np.count_nonzero(a & b) / np.count_nonzero(a | b)
 
 
 def compare(engine: list[FrameRecord], reference: list[FrameRecord]) -> Comparison:
     assert len(engine) == len(reference), (len(engine), len(reference))
-    min_iou, max_diff, worst = 1.0, 0.0, ""
-    present = absent = 0
+    min_iou, worst, max_diff, p999 = 1.0, "", 0.0, 0.0
+    present = absent = compared = 0
+    coverage = []
     for e, r in zip(engine, reference, strict=True):
-        assert (e.step, e.frame, e.obj_ids) == (r.step, r.frame, r.obj_ids), (e.step, e.frame, r.step, r.frame)
+        assert (e.frame, e.obj_ids) == (r.frame, r.obj_ids), (e.step, e.frame, r.step, r.frame)
         for k in range(len(e.obj_ids)):
+            assert (e.scores[k] > 0) == (r.scores[k] > 0), (e.frame, e.obj_ids[k], e.scores[k], r.scores[k])
+            diff = np.abs(e.low_res[k].astype(np.float64) - r.low_res[k])
+            max_diff = max(max_diff, float(diff.max()))
+            p999 = max(p999, float(np.quantile(diff, 0.999)))
+            if r.scores[k] > 0:
+                present += 1
+                coverage.append(float(r.masks[k].mean()))
+            else:
+                absent += 1
+            if not (e.masks[k].any() or r.masks[k].any()):
+                continue  # two empty masks agree, but say nothing: not counted as IoU 1
+            compared += 1
             v = iou(e.masks[k], r.masks[k])
-            d = float(np.max(np.abs(e.low_res[k].astype(np.float64) - r.low_res[k])))
             if v < min_iou:
                 min_iou, worst = v, f"step {e.step} frame {e.frame} obj {e.obj_ids[k]}"
-            max_diff = max(max_diff, d)
-            if not np.isnan(r.scores[k]):
-                present += int(r.scores[k] > 0)
-                absent += int(r.scores[k] <= 0)
-                assert (e.scores[k] > 0) == (r.scores[k] > 0), (e.frame, e.scores[k], r.scores[k])
-    return Comparison(len(engine), min_iou, max_diff, worst, present, absent)
+    cov = (min(coverage), float(np.median(coverage)), max(coverage)) if coverage else (0.0, 0.0, 0.0)
+    return Comparison(len(engine), compared, min_iou, worst, max_diff, p999, cov, present, absent)

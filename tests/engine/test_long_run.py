@@ -12,6 +12,7 @@ import gc
 import numpy as np
 import psutil
 
+from engine.config import TrackerSettings
 from engine.synthetic import SyntheticSource
 from engine.tracker import Tracker
 from tests.engine.fakes import FakeStages
@@ -53,7 +54,7 @@ def test_stream_10000_frames_stays_flat(modelset, capsys):
 
 
 def test_propagation_over_a_long_video_stays_flat(modelset):
-    tracker = Tracker(modelset, FakeStages(modelset))
+    tracker = Tracker(modelset, FakeStages(modelset), TrackerSettings(offline_memory="window"))
     source = SyntheticSource(num_frames=3000, height=64, width=96)
     state = tracker.init_state(source)
     tracker.add_new_points_or_box(state, 0, 1, points=[[20, 20]], labels=[1])

@@ -12,7 +12,7 @@ def _out(frame: int) -> FrameOutput:
 
 
 def _planner(modelset, memory_frames=7, max_ptrs=16):
-    return MemoryPlanner(modelset.manifest.model, modelset.constants, memory_frames, max_ptrs)
+    return MemoryPlanner(modelset.manifest.rules, modelset.constants, memory_frames, max_ptrs)
 
 
 def test_worked_example_frame_10(modelset):

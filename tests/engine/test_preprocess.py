@@ -12,6 +12,7 @@ from engine.preprocess import (
     resize_antialias,
     resize_bilinear,
 )
+from tests.conftest import require_data
 
 
 @pytest.mark.parametrize("shape,out", [((256, 256), (1024, 1024)), ((1024, 1024), (256, 256)),
@@ -31,6 +32,44 @@ def test_frame_to_input_normalises():
     x = frame_to_input(frame, 64)
     assert x.shape == (1, 3, 64, 64) and x.dtype == np.float32
     np.testing.assert_allclose(x[0, :, 0, 0], (1 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225], rtol=1e-5)
+
+
+def _meta_frames(folder, image_size: int) -> np.ndarray:
+    """What Meta's init_state builds from a JPEG folder, by its own loader."""
+    from sam2.utils.misc import load_video_frames_from_jpg_images
+
+    images, _, _ = load_video_frames_from_jpg_images(str(folder), image_size, offload_video_to_cpu=True,
+                                                     compute_device=torch.device("cpu"))
+    return images.numpy()
+
+
+@pytest.mark.parametrize("size", [(320, 240), (854, 480), (1280, 720), (1024, 1024), (1000, 300)])
+@pytest.mark.parametrize("image_size", [512, 1024])
+def test_image_folder_input_equals_metas_loader(tmp_path, size, image_size):
+    """Upscaling, downscaling (Pillow's bicubic antialiases), mixed, and no resize at all."""
+    from PIL import Image
+
+    from engine.video import ImageFolderSource
+
+    data = require_data()
+    for i in range(2):
+        with Image.open(data / "davis-car-shadow" / "frames" / f"{i:05d}.jpg") as im:
+            im.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(tmp_path / f"{i:05d}.jpg", quality=90)
+    meta = _meta_frames(tmp_path, image_size)
+    source = ImageFolderSource(tmp_path)
+    for i in range(2):
+        ours = frame_to_input(source.get(i), image_size)[0]
+        assert np.max(np.abs(ours - meta[i])) <= 1e-5
+
+
+def test_arrays_and_video_frames_take_the_same_resize(tmp_path):
+    """A decoded frame (array, video file, live) is resized exactly as Meta resizes a lossless image of it."""
+    from PIL import Image
+
+    frame = (np.random.default_rng(3).random((300, 500, 3)) * 255).astype(np.uint8)
+    Image.fromarray(frame).save(tmp_path / "00000.jpg", format="PNG")  # lossless content, the name Meta wants
+    meta = _meta_frames(tmp_path, 512)[0]
+    assert np.max(np.abs(frame_to_input(frame, 512)[0] - meta)) <= 1e-5
 
 
 def test_box_goes_first_as_two_labelled_corners():

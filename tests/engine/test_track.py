@@ -57,13 +57,21 @@ def test_outputs_png_rle_overlay_summary(config, davis, tmp_path, capsys):
     assert data["complete"] and [f["frame"] for f in data["frames"]] == [0, 1, 2, 3]
     import pycocotools.mask as cm
 
-    for obj in data["frames"][1]["objects"]:
+    objects = data["frames"][1]["objects"]
+    assert [o["obj_id"] for o in objects] == [1, 3]
+    decoded = {}
+    for obj in objects:
         seg = obj["segmentation"]
         mask = cm.decode({"size": seg["size"], "counts": seg["counts"].encode()}).astype(bool)
-        np.testing.assert_array_equal(mask, labels == obj["obj_id"] if obj["obj_id"] == 3 else mask)
         np.testing.assert_array_equal(rle_decode({"size": seg["size"], "counts": rle_from_string(seg["counts"])}),
                                       mask)
-        assert obj["area"] == int(mask.sum())
+        assert obj["area"] == int(mask.sum()) > 0
+        decoded[obj["obj_id"]] = mask
+    # the PNG paints objects in order, a later one winning where they overlap: each id's pixels are its
+    # RLE mask less what later objects cover, and the background is what no mask covers
+    np.testing.assert_array_equal(labels == 3, decoded[3])
+    np.testing.assert_array_equal(labels == 1, decoded[1] & ~decoded[3])
+    np.testing.assert_array_equal(labels == 0, ~(decoded[1] | decoded[3]))
     cap = cv2.VideoCapture(str(out / "overlay.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 854
     summary = json.loads((out / "summary.json").read_text())

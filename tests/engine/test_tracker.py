@@ -53,8 +53,37 @@ def test_image_encoder_runs_once_per_frame_whatever_the_object_count(modelset):
     assert stages.calls["memory_attention"] == 15 and stages.calls["mask_decoder"] == 15
 
 
-def test_memory_bank_is_bounded_over_a_long_video(modelset):
+def test_offline_memory_keeps_every_frame_as_meta_does(modelset):
+    """The default: every tracked frame's output stays, at the advertised bytes per stored frame."""
     tracker = Tracker(modelset, FakeStages(modelset))
+    n = 60
+    state = tracker.init_state(np.zeros((n, 32, 32, 3), np.uint8))
+    tracker.add_new_points_or_box(state, 0, 1, points=[[5, 5]], labels=[1])
+    for _ in tracker.propagate_in_video(state):
+        pass
+    assert state.stored_frames() == n
+    per_frame = tracker.bytes_per_stored_frame()
+    bank = state.memory_bytes() - sum(a.nbytes for a in vars(state.cached[1]).values())
+    assert bank == n * per_frame
+    # a correction far behind the last tracked frame still finds that frame's neighbours in memory
+    mem = tracker.planner.plan(state.objects[1].bank, 5, n, reverse=True)
+    assert mem.memory_frames == [0, 11, 10, 9, 8, 7, 6]
+
+
+def test_window_setting_drops_frames_out_of_reach(modelset):
+    tracker = Tracker(modelset, FakeStages(modelset), TrackerSettings(offline_memory="window"))
+    n = 60
+    state = tracker.init_state(np.zeros((n, 32, 32, 3), np.uint8))
+    tracker.add_new_points_or_box(state, 0, 1, points=[[5, 5]], labels=[1])
+    for _ in tracker.propagate_in_video(state):
+        pass
+    assert state.stored_frames() == tracker.planner.window + 2
+    mem = tracker.planner.plan(state.objects[1].bank, 5, n, reverse=True)
+    assert mem.memory_frames == [0]  # the documented departure: the far frames were dropped
+
+
+def test_memory_bank_is_bounded_over_a_long_video(modelset):
+    tracker = Tracker(modelset, FakeStages(modelset), TrackerSettings(offline_memory="window"))
     n = 400
     state = tracker.init_state(np.zeros((n, 32, 32, 3), np.uint8))
     tracker.add_new_points_or_box(state, 0, 1, points=[[5, 5]], labels=[1])

@@ -1,8 +1,14 @@
 """The engine against Meta's SAM2VideoPredictor on the same weights, on real footage.
 
-Like for like: both see the engine's preprocessed frames, the reference's hole filling runs (with an
-OpenCV stand-in for its CUDA-only connected components), and the engine keeps memory features in
-bfloat16 as the reference does. Target: mask IoU >= 0.99 on every frame and object.
+Meta's predictor loads its own frames from a JPEG folder (Pillow decode, bicubic resize); the engine
+reads the same folder through its own frame source. The reference's hole filling runs (an OpenCV
+stand-in for its CUDA-only connected components) and the engine keeps memory features in bfloat16 as
+the reference does. The calibrated random weights keep masks at a moderate share of the frame, and the
+suite asserts that band, so a flooded or empty mask cannot pass as agreement.
+
+Per scenario and backend: IoU >= 0.99 on every object-frame where either mask is non-empty, the
+99.9th percentile of the low-res logit difference <= 1e-2 on every object-frame, the same object
+present/absent decision everywhere.
 """
 
 from __future__ import annotations
@@ -16,10 +22,25 @@ from engine.config import TrackerSettings
 from engine.stages import StageSet
 from engine.tracker import Tracker
 from tests.conftest import require_data
-from tests.engine.parity import Scenario, Step, compare, run_engine, run_reference
+from tests.engine.parity import Comparison, FrameRecord, Scenario, Step, compare, run_engine, run_reference
 
 P = Step
 DAVIS_CLICK = [[420.0, 250.0]]
+
+
+def _stream_steps() -> tuple[Step, ...]:
+    """Frames 0-13 pushed one by one: a click on 0; a correction on 5 (already tracked: it becomes a
+    conditioning frame); a second object on 8; a correction of it on 11."""
+    prompts = {0: [P("points", 0, 1, {"points": DAVIS_CLICK, "labels": [1]})],
+               5: [P("points", 5, 1, {"points": [[500.0, 300.0]], "labels": [0]})],
+               8: [P("points", 8, 2, {"points": [[600.0, 340.0]], "labels": [1]})],
+               11: [P("points", 11, 2, {"points": [[640.0, 360.0]], "labels": [1]})]}
+    steps: list[Step] = []
+    for t in range(14):
+        steps.append(P("track", t))
+        steps.extend(prompts.get(t, []))
+    return tuple(steps)
+
 
 SCENARIOS = [
     Scenario("click", "davis", (P("points", 0, 1, {"points": DAVIS_CLICK, "labels": [1]}),
@@ -48,11 +69,29 @@ SCENARIOS = [
     Scenario("reverse", "davis", (P("points", 39, 1, {"points": [[430.0, 250.0]], "labels": [1]}),
                                   P("propagate", args={"start_frame_idx": 39, "reverse": True,
                                                        "max_frame_num_to_track": 6}))),
-    Scenario("bedroom 20 frames", "bedroom", (
+    # forward over 28 frames, a correction 22 frames behind the last tracked one, then backwards from it:
+    # needs every tracked frame's memory (Meta never drops any)
+    Scenario("forward, correct far back, reverse", "davis", (
+        P("points", 0, 1, {"points": DAVIS_CLICK, "labels": [1]}),
+        P("propagate", args={"max_frame_num_to_track": 27}),
+        P("points", 5, 1, {"points": [[520.0, 280.0]], "labels": [1]}),
+        P("propagate", args={"start_frame_idx": 5, "reverse": True}),
+    )),
+    Scenario("stream with corrections", "davis", _stream_steps(), stream=True),
+    Scenario("below model size, reverse", "davis-small", (
+        P("points", 20, 1, {"points": [[160.0, 120.0]], "labels": [1]}),
+        P("propagate", args={"start_frame_idx": 20, "reverse": True, "max_frame_num_to_track": 8}))),
+    Scenario("above model size", "davis-large", (
+        P("points", 0, 1, {"points": [[630.0, 375.0]], "labels": [1]}),
+        P("propagate", args={"max_frame_num_to_track": 8}))),
+    # bedroom: the model calls both children absent once tracking starts (the absent branch, with
+    # no_obj_embed_spatial in memory and the no-object pointer)
+    Scenario("bedroom, two objects, absent", "bedroom", (
         P("points", 0, 1, {"points": [[480.0, 270.0]], "labels": [1]}),
         P("points", 0, 2, {"points": [[670.0, 380.0]], "labels": [1]}),
-        P("propagate", args={"max_frame_num_to_track": 19}))),
+        P("propagate", args={"max_frame_num_to_track": 12}))),
 ]
+ABSENT_SCENARIOS = {"bedroom, two objects, absent"}
 FULL_MEMORY = Scenario("1024 full memory bank", "davis", (
     P("points", 0, 1, {"points": DAVIS_CLICK, "labels": [1]}),
     P("propagate", args={"max_frame_num_to_track": 17})), image_size=1024)
@@ -61,7 +100,10 @@ BACKENDS = {
     "onnxruntime-cpu": BackendConfig(name="onnxruntime", device="cpu"),
     "openvino-cpu-f32": BackendConfig(name="openvino", device="CPU", precision="f32"),
 }
-RESULTS: dict[str, dict] = {}  # the parity table, printed at the end of the session
+MIN_IOU = 0.99
+MAX_P999_LOGIT_DIFF = 1e-2
+COVERAGE_BAND = (0.05, 0.60)  # median share of the frame over present object-frames, per scenario
+RESULTS: dict[str, Comparison] = {}  # the parity table, printed at the end of the session
 
 
 def mask_of(name: str) -> np.ndarray:
@@ -72,12 +114,11 @@ def mask_of(name: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reference_runs(built_tiny):
+def reference_runs(built_tiny, clips):
     from engine.export.reference import ReferenceTracker
 
-    data = require_data()
     ref = ReferenceTracker(built_tiny)
-    return {s.name: run_reference(ref, s, data, mask_of) for s in SCENARIOS}
+    return {s.name: run_reference(ref, s, clips[s.clip], mask_of) for s in SCENARIOS}
 
 
 @pytest.fixture(scope="module", params=list(BACKENDS))
@@ -85,43 +126,79 @@ def engine_tracker(request, modelset):
     return request.param, Tracker(modelset, StageSet.load(modelset, BACKENDS[request.param]), TrackerSettings())
 
 
+def check(cmp: Comparison, scenario: Scenario) -> None:
+    assert cmp.min_iou >= MIN_IOU, cmp
+    assert cmp.p999_logit_diff <= MAX_P999_LOGIT_DIFF, cmp
+    assert cmp.present > 0, cmp
+    lo, hi = COVERAGE_BAND
+    if scenario.name in ABSENT_SCENARIOS:
+        assert cmp.absent > 0, cmp
+    else:  # a flooded or vanished mask cannot pass as agreement
+        assert lo <= cmp.coverage[1] <= hi and cmp.coverage[0] > 0.01 and cmp.coverage[2] < 0.8, cmp
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
-def test_parity(scenario, engine_tracker, reference_runs):
+def test_parity(scenario, engine_tracker, reference_runs, clips):
     backend, tracker = engine_tracker
-    data = require_data()
-    got = run_engine(tracker, scenario, data, mask_of)
+    got = run_engine(tracker, scenario, clips[scenario.clip], mask_of)
     cmp = compare(got, reference_runs[scenario.name])
-    RESULTS[f"{scenario.name} | {backend}"] = cmp.__dict__
-    assert cmp.min_iou >= 0.99, cmp
+    RESULTS[f"{scenario.name} | {backend}"] = cmp
+    check(cmp, scenario)
 
 
-def test_both_object_score_branches_ran(reference_runs):
-    from tests.engine.parity import FrameRecord
+def _opencv_bilinear_input(frame, image_size):
+    """The engine's frame loading before it followed Meta's: OpenCV bilinear, no antialiasing."""
+    from engine.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
+    small = cv2.resize(frame, (image_size, image_size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    return ((small / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)[None].astype(np.float32)
+
+
+@pytest.mark.parametrize("departure,scenario", [
+    ("opencv bilinear frames", "click"),
+    ("offline_memory: window", "forward, correct far back, reverse"),
+])
+def test_the_suite_fails_on_known_departures(departure, scenario, modelset, reference_runs, clips, monkeypatch):
+    """The checks above can fail: two departures from Meta that earlier versions of the engine had."""
+    settings = TrackerSettings(offline_memory="window") if "window" in departure else TrackerSettings()
+    tracker = Tracker(modelset, StageSet.load(modelset, BACKENDS["onnxruntime-cpu"]), settings)
+    if "bilinear" in departure:
+        monkeypatch.setattr("engine.tracker.frame_to_input", _opencv_bilinear_input)
+    sc = next(s for s in SCENARIOS if s.name == scenario)
+    got = run_engine(tracker, sc, clips[sc.clip], mask_of)
+    with pytest.raises(AssertionError):  # a present/absent disagreement fails inside compare already
+        cmp = compare(got, reference_runs[sc.name])
+        RESULTS[f"{scenario} | onnxruntime-cpu, {departure} (must fail)"] = cmp
+        check(cmp, sc)
+
+
+def test_both_object_score_branches_ran_on_tracked_frames(reference_runs):
     scores = np.concatenate([r.scores for runs in reference_runs.values() for r in runs
                              if isinstance(r, FrameRecord)])
-    scores = scores[~np.isnan(scores)]
-    assert np.any(scores > 0) and np.any(scores <= 0), "the suite must see present and absent objects"
+    assert np.any(scores > 0) and np.any((scores <= 0) & (scores > -1024)), \
+        "the suite must see present and absent objects"
 
 
-def test_full_memory_bank_at_1024(built_tiny_1024, modelset_1024):
+def test_full_memory_bank_at_1024(built_tiny_1024, modelset_1024, clips):
     from engine.export.reference import ReferenceTracker
 
-    data = require_data()
-    ref = run_reference(ReferenceTracker(built_tiny_1024), FULL_MEMORY, data, mask_of)
+    ref = run_reference(ReferenceTracker(built_tiny_1024), FULL_MEMORY, clips["davis"], mask_of)
     tracker = Tracker(modelset_1024, StageSet.load(modelset_1024, BACKENDS["openvino-cpu-f32"]))
 
-    got = run_engine(tracker, FULL_MEMORY, data, mask_of)
+    got = run_engine(tracker, FULL_MEMORY, clips["davis"], mask_of)
     cmp = compare(got, ref)
-    RESULTS[f"{FULL_MEMORY.name} | openvino-cpu-f32"] = cmp.__dict__
-    assert cmp.frames == 1 + 18 and cmp.min_iou >= 0.99, cmp
+    RESULTS[f"{FULL_MEMORY.name} | openvino-cpu-f32"] = cmp
+    assert cmp.frames == 1 + 18
+    check(cmp, FULL_MEMORY)
     assert tracker.last_memory == (7, 16)  # frame 17: prompt + 6 recent memories, 1 + 15 pointers
 
 
 def test_print_parity_table(capsys):
     """Not a check: prints the table the issue asks for (pytest -s shows it; CI logs keep it)."""
     with capsys.disabled():
-        print("\nparity: scenario | backend -> frames, min IoU, max low-res logit diff, present/absent")
+        print("\nparity: scenario | backend -> records, IoU object-frames, min IoU, max / p99.9 low-res logit "
+              "diff, coverage min/median/max, present/absent")
         for key, r in RESULTS.items():
-            print(f"  {key:<45} {r['frames']:>3}  {r['min_iou']:.4f}  {r['max_logit_diff']:.2e}  "
-                  f"{r['present']}/{r['absent']}")
+            cov = "/".join(f"{c:.2f}" for c in r.coverage)
+            print(f"  {key:<52} {r.frames:>3} {r.object_frames:>3}  {r.min_iou:.4f}  {r.max_logit_diff:.1e} / "
+                  f"{r.p999_logit_diff:.1e}  {cov}  {r.present}/{r.absent}")
