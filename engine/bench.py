@@ -257,19 +257,20 @@ def _summarise_backends(per_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def _run_engine(stages, ms, source, n: int, m: int, args, label: str):
     from engine.config import TrackerSettings
+    from engine.profiling import ProfiledStages
     from engine.tracker import Tracker
 
-    tracker = Tracker(ms, stages, TrackerSettings(memory_frames=m))
+    profiled = ProfiledStages(stages)
+    tracker = Tracker(ms, profiled, TrackerSettings(memory_frames=m))
     state = tracker.init_state(source)
     t0 = time.perf_counter()
     for k, click in enumerate(_clicks(source, n)):
         tracker.add_new_points_or_box(state, 0, k + 1, points=[click], labels=[1])
     prompt_s = time.perf_counter() - t0
-    tracker.stage_log = []
+    profiled.log = []
     gen = tracker.propagate_in_video(state, max_frame_num_to_track=args.warmup + args.frames)
-    first, steady = _measure(gen, tracker.stage_log, args.warmup, args.warmup + args.frames, label,
-                             lambda: tracker.last_memory)
-    tracker.stage_log = None
+    first, steady = _measure(gen, profiled.log, args.warmup, args.warmup + args.frames, label,
+                             lambda: profiled.last_memory)
     return first, steady, prompt_s
 
 

@@ -41,12 +41,9 @@ class _PromptAction(argparse.Action):
         namespace.events = events
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m engine.track", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", type=Path, help=f"deployment YAML (default {DEFAULT_CONFIG})")
-    p.add_argument("--model", type=Path, help="model set folder (default: the config's)")
-    p.add_argument("--video", required=True, help="video file, image folder, camera:N or a stream URL")
+def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
+    """--frame, --obj-id, --point, --box, --mask (in command-line order) and --prompts; read them back
+    with collect_prompts."""
     for flag, dest, helptext in (("--frame", "frame", "frame index of the prompts that follow (default 0)"),
                                  ("--obj-id", "obj_id", "object id of the prompts that follow (default 1)"),
                                  ("--point", "point", "X,Y[,LABEL] click in video pixels; label 1 (default) or 0"),
@@ -54,6 +51,15 @@ def parser() -> argparse.ArgumentParser:
                                  ("--mask", "mask", "PNG mask (nonzero = object) at the video's size")):
         p.add_argument(flag, dest=dest, action=_PromptAction, help=helptext)
     p.add_argument("--prompts", type=Path, help="YAML/JSON list of {frame, obj_id, points, labels, box, mask}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine.track", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, help=f"deployment YAML (default {DEFAULT_CONFIG})")
+    p.add_argument("--model", type=Path, help="model set folder (default: the config's)")
+    p.add_argument("--video", required=True, help="video file, image folder, camera:N or a stream URL")
+    add_prompt_arguments(p)
     p.add_argument("--reverse", action="store_true", help="track backwards from the last prompted frame")
     p.add_argument("--start-frame", type=int, help="first frame to track (default: the first/last prompted one)")
     p.add_argument("--max-frames", type=int, help="track at most this many frames after the start")

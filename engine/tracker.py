@@ -8,7 +8,6 @@ outputs at video resolution. No torch is imported here.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -115,9 +114,6 @@ class Tracker:
         self.no_obj_ptr = self.constants["no_obj_ptr"]
         self.no_mem_embed = self.constants["no_mem_embed"].reshape(1, -1, 1, 1)
         self.return_video_logits = False
-        # (stage, seconds) of every stage call, when a profiler (the benchmark) switches it on
-        self.stage_log: list[tuple[str, float]] | None = None
-        self.last_memory: tuple[int, int] = (0, 0)  # (memory frames, object pointers) of the last tracked frame
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -147,10 +143,7 @@ class Tracker:
 
     # ------------------------------------------------------------------ stage calls
     def _run(self, stage: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        t0 = time.perf_counter()
         out = self.stages.run(stage, inputs)
-        if self.stage_log is not None:
-            self.stage_log.append((stage, time.perf_counter() - t0))
         if stage == "mask_decoder":
             # every stage's output reaches the decoder's within a frame or two, so checking its (small)
             # outputs catches a broken model or runtime without scanning the large feature maps
@@ -233,7 +226,6 @@ class Tracker:
                 if mem.memory.shape[0] == 0:
                     raise InputError(f"object {obj.obj_id} has no memory to track frame {frame_idx} from; "
                                      f"add a prompt first")
-                self.last_memory = (len(mem.memory_frames), len(mem.pointer_frames))
                 embed = self._run("memory_attention", {
                     "curr": feats.vision_feat, "memory": mem.memory, "memory_pos": mem.memory_pos,
                     "obj_ptrs": mem.obj_ptrs, "obj_ptr_pos": mem.obj_ptr_pos})["pix_feat_with_mem"]

@@ -154,6 +154,15 @@ def _cfg_for(model: Path, tmp_path: Path) -> Path:
     return p
 
 
+def _folder_with_truncated_jpeg(tmp_path: Path, davis: Path, bad: int = 3, n: int = 6) -> Path:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for f in sorted((davis / "frames").glob("*.jpg"))[:n]:
+        data = f.read_bytes()
+        (folder / f.name).write_bytes(data[: len(data) // 2] if f.name == f"{bad:05d}.jpg" else data)
+    return folder
+
+
 def _truncated_video(tmp_path: Path, davis: Path) -> Path:
     files = sorted((davis / "frames").glob("*.jpg"))[:12]
     full = tmp_path / "full.avi"
@@ -193,6 +202,8 @@ BAD_INPUTS = {
                       "cannot open video"),
     "truncated video": (lambda ms, t, d: {"--video": str(_truncated_video(t, d))},
                         "the file is truncated or corrupt"),
+    "truncated JPEG in a folder": (lambda ms, t, d: {"--video": str(_folder_with_truncated_jpeg(t, d))},
+                                   "00003.jpg (frame 3): image file is truncated"),
     "prompt outside the frame": (lambda ms, t, d: {"--point": "2000,100"}, "outside the 854 x 480 frame"),
     "prompt on a frame past the end": (lambda ms, t, d: {"--frame": "99"}, "prompt on frame 99, but the video has 40"),
     "object id 0 (the background)": (lambda ms, t, d: {"--obj-id": "0"}, "--obj-id: expected an integer >= 1"),
@@ -274,3 +285,17 @@ def test_nan_from_a_stage_stops_with_a_clear_error(config, davis, tmp_path, caps
     code, stdout, err = run(["--config", str(config), "--video", str(davis / "frames"), "--point", "420,250",
                              "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "stage mask_decoder returned NaN or Inf in object_score" in err
+
+
+def test_truncated_jpeg_with_skip_bad_frames(modelset_dir, davis, tmp_path, capsys):
+    folder = _folder_with_truncated_jpeg(tmp_path, davis, bad=3)
+    out = tmp_path / "out"
+    code, stdout, err = run(["--config", str(_cfg_for(modelset_dir, tmp_path)), "--video", str(folder),
+                             "--point", "420,250", "--out", str(out), "--skip-bad-frames", "--no-video"], capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["frames"] == 6 and summary["bad_frames_replaced"] == [3]
+    (entry,) = summary["bad_frames"]
+    assert entry["frame"] == 3 and "00003.jpg" in entry["error"] and "truncated" in entry["error"]
+    # the replaced frame is tracked (on the previous frame's pixels) and written like every other
+    assert (out / "masks" / "00003.png").is_file()

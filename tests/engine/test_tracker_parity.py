@@ -19,6 +19,7 @@ import pytest
 
 from backends.base import BackendConfig
 from engine.config import TrackerSettings
+from engine.profiling import ProfiledStages
 from engine.stages import StageSet
 from engine.tracker import Tracker
 from tests.conftest import require_data
@@ -183,14 +184,15 @@ def test_full_memory_bank_at_1024(built_tiny_1024, modelset_1024, clips):
     from engine.export.reference import ReferenceTracker
 
     ref = run_reference(ReferenceTracker(built_tiny_1024), FULL_MEMORY, clips["davis"], mask_of)
-    tracker = Tracker(modelset_1024, StageSet.load(modelset_1024, BACKENDS["openvino-cpu-f32"]))
+    stages = ProfiledStages(StageSet.load(modelset_1024, BACKENDS["openvino-cpu-f32"]))
+    tracker = Tracker(modelset_1024, stages)
 
     got = run_engine(tracker, FULL_MEMORY, clips["davis"], mask_of)
     cmp = compare(got, ref)
     RESULTS[f"{FULL_MEMORY.name} | openvino-cpu-f32"] = cmp
     assert cmp.frames == 1 + 18
     check(cmp, FULL_MEMORY)
-    assert tracker.last_memory == (7, 16)  # frame 17: prompt + 6 recent memories, 1 + 15 pointers
+    assert stages.last_memory == (7, 16)  # frame 17: prompt + 6 recent memories, 1 + 15 pointers
 
 
 def test_print_parity_table(capsys):
