@@ -102,13 +102,19 @@ class VideoFileSource(FrameSource):
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
-        self.path = Path(path)
-        if not self.path.is_file():
+        url = isinstance(path, str) and is_url(path)
+        self.path = path if url else Path(path)  # a URL stays a string: Path would fold its "//"
+        if not url and not self.path.is_file():
             raise InputError(f"video file not found: {self.path}")
         self._cap = cv2.VideoCapture(str(self.path))
         if not self._cap.isOpened():
-            raise InputError(f"cannot open video {self.path}: not a video OpenCV can decode")
+            raise InputError(f"cannot open video {self.path}: not a video OpenCV can decode"
+                             + (" (or the URL cannot be reached)" if url else ""))
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        if url and count <= 0:
+            self._cap.release()
+            raise InputError(f"{path} does not say how many frames it has (a live stream?): track live "
+                             f"streams with engine.track or tracker.stream(), video files offline")
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or 30.0
         self.decoded = 0  # frames decoded, and seeks made: what reading has cost so far
         self.seeks = 0
@@ -207,10 +213,18 @@ class LiveSource(FrameSource):
                          f"{self.cache_size} frames are kept)")
 
 
+def is_url(video: str) -> bool:
+    """A video given by URL (http://, https://, file://, rtsp://, ...) rather than a local path."""
+    return "://" in video
+
+
 def open_video(video) -> FrameSource:
-    """A path (folder or video file), a FrameSource, a numpy array N x H x W x 3 or a list of frames."""
+    """A path (folder or video file), a URL of a video file, a FrameSource, a numpy array N x H x W x 3
+    or a list of frames."""
     if isinstance(video, FrameSource):
         return video
+    if isinstance(video, str) and is_url(video):
+        return VideoFileSource(video)
     if isinstance(video, (str, Path)):
         path = Path(video)
         if path.is_dir():

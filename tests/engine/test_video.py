@@ -130,3 +130,13 @@ def test_bad_videos(tmp_path, make, message):
 def test_unsupported_type():
     with pytest.raises(InputError, match="cannot read frames from int"):
         open_video(5)
+
+
+def test_a_video_file_by_url_reads_as_the_file():
+    path = require_data() / "videos" / "bedroom.mp4"
+    by_url, by_path = open_video(path.resolve().as_uri()), open_video(path)
+    assert isinstance(by_url, VideoFileSource) and len(by_url) == len(by_path) == 200
+    for i in (0, 1, 2, 150):
+        np.testing.assert_array_equal(by_url.get(i), by_path.get(i))
+    with pytest.raises(InputError, match="cannot open video"):
+        open_video("file:///nowhere/none.mp4")

@@ -35,6 +35,8 @@ def corpus(tmp_path) -> list[dict]:
         {"id": "bedroom", "video": str(data / "videos" / "bedroom.mp4"),
          "prompts": [{"frame": 0, "obj_id": 2, "box": [300, 100, 700, 500]}], "max_frames": 2},
         {"id": "missing", "video": str(tmp_path / "nowhere.mp4"), "prompts": click},
+        {"id": "by-url", "video": (data / "videos" / "bedroom.mp4").resolve().as_uri(), "prompts": click,
+         "max_frames": 1},
         {"id": "bad-prompt", "video": str(data / "davis-car-shadow" / "frames"),
          "prompts": [{"frame": 0, "obj_id": 1, "points": [[420, 250]], "labels": [3]}]},
     ]

@@ -21,7 +21,8 @@ def test_jobs_run_fail_alone_and_reruns_skip_completed(batch_config, corpus, tmp
                           "--no-video"], capsys)
     assert code == 1, console  # two jobs failed; the others went on
     ledger = {e["id"]: e for e in read_ledger(out)}
-    assert set(ledger) == {"davis", "bedroom", "missing", "bad-prompt"}
+    assert set(ledger) == {"davis", "bedroom", "missing", "by-url", "bad-prompt"}
+    assert ledger["by-url"]["status"] == "done" and ledger["by-url"]["frames"] == 2
     for good in ("davis", "bedroom"):
         e = ledger[good]
         assert e["status"] == "done" and e["frames"] == 3 and e["fps"] > 0 and e["attempts"] == 1 and e["worker"]
@@ -35,9 +36,9 @@ def test_jobs_run_fail_alone_and_reruns_skip_completed(batch_config, corpus, tmp
 
     code, console = _run(["--config", str(batch_config), "--jobs", str(jobs), "--out", str(out), "--no-video"],
                          capsys)
-    assert code == 1 and "2 complete already" in console, console
-    second = read_ledger(out)[4:]
-    assert {e["id"]: e["status"] for e in second} == {"davis": "skipped", "bedroom": "skipped",
+    assert code == 1 and "3 complete already" in console, console
+    second = read_ledger(out)[5:]
+    assert {e["id"]: e["status"] for e in second} == {"davis": "skipped", "bedroom": "skipped", "by-url": "skipped",
                                                       "missing": "failed", "bad-prompt": "failed"}
 
 
