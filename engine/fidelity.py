@@ -177,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     failures = []
     for d, per in report["directions"].items():
+        if not per:
+            print(f"{d:>7}: no frame to track (propagation {d} from the "
+                  f"{'last' if d == 'reverse' else 'first'} prompted frame has nothing to do; prompt a later "
+                  f"frame to judge both directions)", file=sys.stderr)
         for obj_id, s in per.items():
             iou = "n/a" if s["min_iou"] is None else f"{s['min_iou']:.4f} (frame {s['min_iou_frame']})"
             print(f"{d:>7} object {obj_id}: min IoU {iou}, mean {s['mean_iou'] or 0:.4f}, last "

@@ -46,3 +46,11 @@ def test_a_drifting_candidate_fails_naming_the_frame(modelset_dir, tmp_path, cap
                            "--min-iou", "0.999"], capsys)
     assert code == 1, out + err
     assert "FAILED: forward object 1: IoU first below 0.999 on frame 0" in err
+
+
+def test_a_direction_with_nothing_to_track_is_said(modelset_dir, tmp_path, capsys):
+    video = str(require_data() / "davis-car-shadow" / "frames")
+    cand = _config(tmp_path, modelset_dir, "ort-f32", "tracker: {memory_dtype: float32}\n")
+    code, out, err = _run(["--candidate", cand, "--video", video, "--point", "420,250", "--direction", "reverse"],
+                          capsys)
+    assert code == 0 and "reverse: no frame to track" in err, out + err
