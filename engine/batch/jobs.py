@@ -9,12 +9,13 @@ import re
 import shutil
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from engine.errors import EngineError, InputError
 from engine.prompts import Prompt, finalize_prompts, load_prompts_file, parse_prompt_list
+from engine.video import is_url
 
 JOB_KEYS = ("id", "video", "prompts", "reverse", "start_frame", "max_frames", "skip_bad_frames")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -66,7 +67,7 @@ def _job(entry: Any, where: str, base: Path) -> Job:
     video = entry.get("video")
     if not isinstance(video, str) or not video.strip():
         raise InputError(f"{where}: 'video' must be a path or URL")
-    if "://" not in video and not Path(video).is_absolute():
+    if not is_url(video) and not Path(video).is_absolute():
         video = str(base / video)
     job_id = entry.get("id", Path(video.rstrip("/")).stem)
     if not isinstance(job_id, str) or not _ID.match(job_id):
@@ -93,7 +94,7 @@ def _job(entry: Any, where: str, base: Path) -> Job:
                 if isinstance(entry[key], bool) or not isinstance(entry[key], int) or entry[key] < 0:
                     raise InputError(f"{key} must be an integer >= 0, got {entry[key]!r}")
                 opts[key] = entry[key]
-        return Job(job_id, video, tuple(finalize_prompts(found)), line=0, **opts)
+        return Job(job_id, video, tuple(finalize_prompts(found)), **opts)
     except InputError as exc:
         return Job(job_id, video, error=f"{where}: {exc}")
 
@@ -120,7 +121,7 @@ def load_jobs(path: str | Path) -> list[Job]:
             raise InputError(f"{where}: job id {job.id!r} is also on line {seen[job.id]}; ids must be unique "
                              f"(give each job an \"id\")")
         seen[job.id] = number
-        jobs.append(Job(**{**job.__dict__, "line": number}))
+        jobs.append(replace(job, line=number))
     if not jobs:
         raise InputError(f"jobs file {path} holds no job")
     return jobs
@@ -138,7 +139,6 @@ def run_job(tracker, job: Job, out: Path, no_png: bool = False, no_video: bool =
     """Track one job with `engine.track`'s own code, into `out/<id>/`. What an earlier, interrupted
     attempt left there is removed first, so outputs are complete or clearly incomplete, never mixed."""
     from engine.track import track_offline
-    from engine.video import open_video
 
     name = worker_name()
     job_dir = out / job.id
@@ -153,7 +153,6 @@ def run_job(tracker, job: Job, out: Path, no_png: bool = False, no_video: bool =
                               max_frames=job.max_frames, no_png=no_png, no_video=no_video,
                               skip_bad_frames=job.skip_bad_frames, quiet=True)
     try:
-        open_video(job.video).close()
         summary = track_offline(args, tracker, list(job.prompts))
     except EngineError as exc:
         return JobResult(job.id, "failed", name, seconds=time.perf_counter() - t0, error=str(exc))
