@@ -29,6 +29,22 @@ def _type_name(value: Any) -> str:
     return text
 
 
+# Devices whose compilers take fixed shapes only: a dynamic model would fail deep inside the plugin.
+STATIC_ONLY_DEVICES = ("NPU",)
+
+
+def require_static_for(device: str, model: Any, stage: str) -> None:
+    """Refuse a model with dynamic axes on a device that compiles fixed shapes only, saying what to export."""
+    needs = [d for d in STATIC_ONLY_DEVICES if d in OpenVinoBackend._devices_named(device)]
+    if not needs:
+        return
+    dynamic = [f"{p.get_any_name()}{p.get_partial_shape()}" for p in model.inputs if p.get_partial_shape().is_dynamic]
+    if dynamic:
+        raise ModelSetError(f"openvino device {needs[0]} compiles fixed shapes only, but {stage} has dynamic inputs "
+                            f"({', '.join(dynamic)}); export a static model set with `python -m engine.export "
+                            f"--static` and point the config at it")
+
+
 class OpenVinoStage(Stage):
     def __init__(self, compiled: Any, name: str, load_seconds: float) -> None:
         self.compiled = compiled
@@ -42,6 +58,12 @@ class OpenVinoStage(Stage):
         self._check_inputs(inputs)
         result = self._request.infer({n: inputs[n] for n in self.input_names}, share_outputs=False)
         return {name: result[out] for name, out in zip(self.output_names, self.compiled.outputs, strict=True)}
+
+    @property
+    def dynamic_ports(self) -> list[str]:
+        """Inputs and outputs of the compiled model whose shape is not fully known ('name[?,64,32,32]')."""
+        ports = list(self.compiled.inputs) + list(self.compiled.outputs)
+        return [f"{p.get_any_name()}{p.get_partial_shape()}" for p in ports if p.get_partial_shape().is_dynamic]
 
     @property
     def inference_precision(self) -> str:
@@ -128,6 +150,7 @@ class OpenVinoBackend(Backend):
             model = self.core.read_model(str(path))
         except Exception as exc:
             raise ModelSetError(f"openvino cannot read {path} ({options.name}): {exc}") from exc
+        require_static_for(self.device, model, options.name)
         try:
             compiled, seconds = timed_load(self.core.compile_model, model, self.device,
                                            self._compile_config(self.device))

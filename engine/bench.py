@@ -30,12 +30,13 @@ class RunSpec:
     runtime: str  # onnxruntime | openvino | torch
     device: str
     precision: str
+    model: str | None = None  # another model set than --model (the --static-model twin of a run)
 
     @property
     def label(self) -> str:
         if self.runtime == "torch":
             return "PyTorch reference"
-        return f"{self.runtime} {self.device} {self.precision}"
+        return f"{self.runtime} {self.device} {self.precision}" + (", static set" if self.model else "")
 
 
 def _int_list(text: str, name: str, lo: int, hi: int) -> list[int]:
@@ -63,6 +64,9 @@ def parser() -> argparse.ArgumentParser:
                    help="tracked frames before measuring; 16 fills the memory bank (default 16)")
     p.add_argument("--objects", default="1", help="object counts to sweep, e.g. 1,2,4")
     p.add_argument("--memory-frames", default="7", help="memory frames to sweep, e.g. 1,3,7")
+    p.add_argument("--static-model", type=Path,
+                   help="a static model set (engine.export --static) of the same model: every runtime run is "
+                        "repeated on it, so static and dynamic shapes are compared in one run")
     p.add_argument("--reference", choices=["torch"], help="also time the PyTorch reference on the same weights")
     p.add_argument("--checkpoint", type=Path, help="for --reference with a checkpoint-made model set: the .pt file")
     p.add_argument("--out", type=Path, help="write report.json, report.csv and report.png here")
@@ -114,6 +118,8 @@ def plan_runs(args: argparse.Namespace) -> list[RunSpec]:
                 skipped.append(f"onnxruntime {prec}")
                 continue
             runs.append(RunSpec(b, device, prec))
+            if args.static_model:
+                runs.append(RunSpec(b, device, prec, str(args.static_model)))
     if skipped:
         print(f"skipping {', '.join(skipped)} (onnxruntime runs these models in f32 only)")
     if args.reference == "torch":
@@ -148,6 +154,12 @@ def _flops(ms, memory: tuple[int, int]) -> dict[str, float]:
     except ImportError:
         return {}
     f, s = ms.manifest.feat_size, ms.manifest.image_size
+    if ms.manifest.static is not None:  # fixed shapes: the work done whatever the slots hold
+        shapes = {name: {t.name: t.shape for t in spec.inputs} for name, spec in ms.manifest.stages.items()}
+        try:
+            return {k: count_flops(ms.stage_path(k), v) for k, v in shapes.items()}
+        except ImportError:
+            return {}
     shapes = {
         "image_encoder": {"image": (1, 3, s, s)},
         "mask_decoder": {"image_embed": (1, 256, f, f), "high_res_feat0": (1, 32, 4 * f, 4 * f),
@@ -188,6 +200,8 @@ def single_run(spec: RunSpec, args: argparse.Namespace, model_dir: Path) -> list
     from engine.benchreport import summarise
     from engine.modelset import ModelSet
 
+    if spec.model:
+        model_dir = Path(spec.model)
     ms = ModelSet.load(model_dir)
     objects = _int_list(args.objects, "objects", 1, 64)
     mems = _int_list(args.memory_frames, "memory-frames", 1, int(ms.manifest.model["num_maskmem"]))
@@ -261,7 +275,10 @@ def _run_engine(stages, ms, source, n: int, m: int, args, label: str):
     from engine.tracker import Tracker
 
     profiled = ProfiledStages(stages)
-    tracker = Tracker(ms, profiled, TrackerSettings(memory_frames=m))
+    static = ms.manifest.static
+    # one prompted frame: a static set's cap on prompted frames changes nothing here
+    tracker = Tracker(ms, profiled, TrackerSettings(memory_frames=m,
+                                                    max_cond_frames=static.cond_frames if static else None))
     state = tracker.init_state(source)
     t0 = time.perf_counter()
     for k, click in enumerate(_clicks(source, n)):
@@ -327,7 +344,7 @@ def _run_torch(ref, source, n: int, m: int, args, label: str):
 
 # ----------------------------------------------------------------------------- orchestration
 def _child(spec: RunSpec, argv: list[str], workdir: Path) -> list[dict[str, Any]]:
-    out = workdir / f"run-{spec.runtime}-{spec.device}-{spec.precision}.json"
+    out = workdir / f"run-{spec.runtime}-{spec.device}-{spec.precision}{'-static' if spec.model else ''}.json"
     cmd = [sys.executable, "-m", "engine.bench", *argv, "--single-run", json.dumps(asdict(spec)) + "@" + str(out)]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr stays live: progress bars
     if proc.returncode != 0:
@@ -382,6 +399,15 @@ def main(argv: list[str] | None = None) -> int:
         open_video(args.video).close()  # fail early on a bad path
     model_dir = ensure_model_set(args.model)
     ms = ModelSet.load(model_dir)
+    if args.static_model:
+        twin = ModelSet.load(args.static_model)
+        if twin.manifest.static is None or ms.manifest.static is not None:
+            raise ConfigError(f"--static-model must be a static set and --model a dynamic one: {args.static_model} "
+                              f"is {'static' if twin.manifest.static else 'dynamic'}, {model_dir} is "
+                              f"{'static' if ms.manifest.static else 'dynamic'}")
+        if (twin.variant, twin.manifest.image_size) != (ms.variant, ms.manifest.image_size):
+            raise ConfigError(f"--static-model {args.static_model} holds {twin.variant} at {twin.manifest.image_size}, "
+                              f"--model {model_dir} {ms.variant} at {ms.manifest.image_size}")
     weights = ms.manifest.provenance.get("weights", {})
     what = ("random weights (seed {}); latency does not depend on the weights".format(weights.get("seed"))
             if weights.get("source") == "random" else f"checkpoint {weights.get('checkpoint')}")
@@ -399,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "machine": machine_info(),
         "model": {"variant": ms.variant, "image_size": ms.manifest.image_size, "weights": weights,
-                  "path": str(model_dir)},
+                  "path": str(model_dir), "static_path": str(args.static_model) if args.static_model else None},
         "method": {"warmup_frames": args.warmup, "measured_frames": args.frames,
                    "video": args.video or "synthetic moving shapes", "threads": args.threads,
                    "clicks": "one positive click per object on frame 0"},

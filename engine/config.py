@@ -41,6 +41,11 @@ class TrackerSettings:
     # frames farther than the memory rules reach from the frame being tracked (bounded memory, but a later
     # correction or pass far from the last tracked frame sees less memory than Meta's). Streams always window.
     offline_memory: str = "all"
+    # prompted (conditioning) frames memory attention attends to, the closest to the frame being tracked
+    # (Meta's select_closest_cond_frames); None: the model's rule (-1, all of them, for every SAM 2 model).
+    # A static model set needs a cap within its slots; results depart from Meta's only on videos with more
+    # prompted frames than the cap.
+    max_cond_frames: int | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,13 @@ def _tracker(d: Any, source: str) -> TrackerSettings:
                     else _bool(d["non_overlap_masks"], source, "tracker.non_overlap_masks"))
     if "offline_memory" in d:
         t = replace(t, offline_memory=_choice(d["offline_memory"], OFFLINE_MEMORY, source, "tracker.offline_memory"))
+    if "max_cond_frames" in d:
+        v = d["max_cond_frames"]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not (v == -1 or 2 <= v <= 64)):
+            raise ConfigError(f"{_where(source, 'tracker.max_cond_frames')}: value {v!r} is not allowed; expected "
+                              f"-1 (every prompted frame, Meta's default) or an integer from 2 to 64 (Meta's rule "
+                              f"keeps at least the closest prompted frame before and after)")
+        t = replace(t, max_cond_frames=v)
     return t
 
 

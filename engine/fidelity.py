@@ -35,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--exact", type=Path,
                    help="the reference configuration (default: the candidate's model set on OpenVINO CPU f32, "
                         "or ONNX Runtime CPU when OpenVINO is absent, with float32 memory)")
-    p.add_argument("--model", type=Path, help="model set for both (default: the candidate config's)")
+    p.add_argument("--model", type=Path, help="model set for both (default: each config's own; the default exact "
+                   "config takes the candidate's)")
     p.add_argument("--video", required=True, help="video file or image folder")
     add_prompt_arguments(p)
     p.add_argument("--direction", choices=("forward", "reverse", "both"), default="forward",
@@ -161,9 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"config {args.candidate} names no model set: add `model:` or pass --model")
     exact_cfg = load_config(args.exact) if args.exact else exact_config(Path(model))
     candidate = Tracker.from_config(cand_cfg, model=model)
-    exact = Tracker.from_config(exact_cfg, model=model)
-    if candidate.modelset.manifest.variant != exact.modelset.manifest.variant:
-        raise EngineError("the candidate and the exact config run different model variants; compare like with like")
+    # an --exact config's own model set counts (e.g. a dynamic set judging a static one's masks)
+    exact = Tracker.from_config(exact_cfg, model=args.model or exact_cfg.model or model)
+    c, e = candidate.modelset.manifest, exact.modelset.manifest
+    if (c.variant, c.image_size) != (e.variant, e.image_size):
+        raise EngineError(f"the candidate runs {c.variant} at {c.image_size}, the exact config {e.variant} at "
+                          f"{e.image_size}; compare like with like")
     directions = ["forward", "reverse"] if args.direction == "both" else [args.direction]
     traces = {d: compare_runs(candidate, exact, args.video, prompts, d == "reverse", args.max_frames,
                               not args.quiet) for d in directions}

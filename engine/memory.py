@@ -113,8 +113,10 @@ class MemoryPlanner:
     """SAM2Base._prepare_memory_conditioned_features, as a pure function of the bank and the model's rules."""
 
     def __init__(self, rules: ModelRules, constants: dict[str, np.ndarray], memory_frames: int,
-                 max_obj_ptrs: int) -> None:
+                 max_obj_ptrs: int, max_cond_frames: int | None = None) -> None:
         self.rules = rules
+        # -1: every prompted frame, as Meta's default; a cap keeps the closest ones (static sets need one)
+        self.max_cond = rules.max_cond_frames_in_attn if max_cond_frames is None else max_cond_frames
         self.num_maskmem = rules.num_maskmem
         self.recent = min(memory_frames, self.num_maskmem) - 1  # t_pos 1..recent counted from the newest
         self.stride = rules.memory_temporal_stride_for_eval
@@ -145,8 +147,7 @@ class MemoryPlanner:
 
     def plan(self, bank: ObjectMemory, frame_idx: int, num_frames: int | None, reverse: bool) -> MemoryInputs:
         rules = self.rules
-        selected, unselected = select_closest_cond_frames(frame_idx, bank.cond,
-                                                          rules.max_cond_frames_in_attn)
+        selected, unselected = select_closest_cond_frames(frame_idx, bank.cond, self.max_cond)
         entries: list[tuple[int, int, FrameOutput]] = [(0, t, out) for t, out in selected.items()]
         for t_pos in range(1, self.num_maskmem):
             t_rel = self.num_maskmem - t_pos

@@ -19,6 +19,7 @@ import yaml
 from engine.errors import ModelSetError
 from engine.rules import OPTIONAL as OPTIONAL_RULES
 from engine.rules import ModelRules
+from engine.static import StaticShapes
 
 FORMAT_VERSION = 1
 MANIFEST = "modelset.yaml"
@@ -75,6 +76,7 @@ class Manifest:
     model: dict[str, Any]
     stages: dict[str, StageSpec]
     provenance: dict[str, Any] = field(default_factory=dict)
+    static: StaticShapes | None = None  # fixed slot capacities of a static set; None: dynamic shapes
     format_version: int = FORMAT_VERSION
     source: str = MANIFEST  # where it was read, for error messages
 
@@ -98,6 +100,7 @@ class Manifest:
             "family": self.family,
             "model": dict(self.model),
             "stages": {k: v.to_yaml() for k, v in self.stages.items()},
+            **({"static": self.static.to_yaml()} if self.static else {}),
             "provenance": dict(self.provenance),
         }
 
@@ -116,12 +119,24 @@ class Manifest:
             if absent:
                 raise ModelSetError(f"{source}: stages section lacks {', '.join(absent)}")
             stages = {s: StageSpec.from_yaml(s, stages_d[s]) for s in STAGES}
+            static = StaticShapes.from_yaml(d["static"], source) if d.get("static") is not None else None
             manifest = cls(variant=str(d["variant"]), family=str(d["family"]), model=model, stages=stages,
-                           provenance=dict(d.get("provenance") or {}), format_version=version, source=source)
+                           provenance=dict(d.get("provenance") or {}), static=static, format_version=version,
+                           source=source)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelSetError(f"{source}: malformed manifest ({type(exc).__name__}: {exc})") from exc
         manifest.rules  # noqa: B018 -- typed and checked at load, not when tracking starts
+        if static is not None and manifest.dynamic_axes():
+            raise ModelSetError(f"{source}: a static section, but stages with dynamic axes "
+                                f"({', '.join(manifest.dynamic_axes())}); re-export the model set")
+        if static is None and "memory_valid" in {t.name for t in stages["memory_attention"].inputs}:
+            raise ModelSetError(f"{source}: static stage models but no static section; re-export the model set")
         return manifest
+
+    def dynamic_axes(self) -> list[str]:
+        """'stage.tensor[axis]' for every input or output axis the stage files leave dynamic."""
+        return [f"{name}.{t.name}[{i}]" for name, spec in self.stages.items()
+                for t in spec.inputs + spec.outputs for i, d in enumerate(t.shape) if not isinstance(d, int)]
 
 
 class _ManifestDumper(yaml.SafeDumper):

@@ -60,7 +60,10 @@ class StageSet:
             )
 
     def run(self, name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.stages[name].run(inputs)
+        """Dynamic inputs in (as many memories, pointers and points as the rules select); a static set's
+        stages get them padded into their fixed slots."""
+        static = self.modelset.manifest.static
+        return self.stages[name].run(static.pad(name, inputs) if static is not None else inputs)
 
     def describe(self) -> dict[str, dict[str, Any]]:
         out = {}

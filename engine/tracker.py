@@ -106,7 +106,9 @@ class Tracker:
             raise ConfigError(f"tracker.memory_frames {self.settings.memory_frames} exceeds the model's "
                               f"num_maskmem {self.rules.num_maskmem}")
         self.planner = MemoryPlanner(self.rules, self.constants, self.settings.memory_frames,
-                                     self.settings.max_obj_ptrs)
+                                     self.settings.max_obj_ptrs, self.settings.max_cond_frames)
+        if modelset.manifest.static is not None:
+            modelset.manifest.static.check_cap(self.planner.max_cond, str(modelset.root))
         self.fill_hole_area = (self.rules.fill_hole_area if self.settings.fill_hole_area is None
                                else self.settings.fill_hole_area)
         self.non_overlap_masks = (self.rules.non_overlap_masks if self.settings.non_overlap_masks is None
@@ -131,7 +133,10 @@ class Tracker:
                 "weights": self.modelset.manifest.provenance.get("weights"), "stages": self.stages.describe(),
                 "memory_frames": self.settings.memory_frames, "max_obj_ptrs": self.settings.max_obj_ptrs,
                 "memory_dtype": self.settings.memory_dtype, "fill_hole_area": self.fill_hole_area,
-                "offline_memory": self.settings.offline_memory, "bytes_per_stored_frame": self.bytes_per_stored_frame()}
+                "offline_memory": self.settings.offline_memory, "max_cond_frames": self.planner.max_cond,
+                "static_shapes": (self.modelset.manifest.static.to_yaml() if self.modelset.manifest.static
+                                  else None),
+                "bytes_per_stored_frame": self.bytes_per_stored_frame()}
 
     def bytes_per_stored_frame(self) -> int:
         """What one object keeps per frame it has an output for (low-res logits, pointer, memory features):

@@ -38,11 +38,11 @@ def build_test_model(image_size: int):
                        calibration=Calibration(MASK_LOGIT_OFFSET, OBJECT_SCORE_SHIFT))
 
 
-def export_once(built, tmp_path_factory, name: str) -> Path:
+def export_once(built, tmp_path_factory, name: str, static=None) -> Path:
     from engine.export.exporter import export_model_set
 
     out = tmp_path_factory.mktemp("modelsets") / name
-    export_model_set(built, out, log=lambda _msg: None)
+    export_model_set(built, out, log=lambda _msg: None, static=static)
     return out
 
 
@@ -59,6 +59,16 @@ def modelset_dir(built_tiny, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def modelset(modelset_dir) -> ModelSet:
     return ModelSet.load(modelset_dir, verify_checksums=True)
+
+
+@pytest.fixture(scope="session")
+def static_modelset_dir(built_tiny, tmp_path_factory) -> Path:
+    """The same weights as `modelset_dir`, exported with fixed shapes (2 prompted-frame slots, 8 point slots)."""
+    from engine.static import StaticShapes
+
+    m = built_tiny.model
+    shapes = StaticShapes.for_model(m.num_maskmem, m.max_obj_ptrs_in_encoder, cond_frames=2, points=8)
+    return export_once(built_tiny, tmp_path_factory, f"{TEST_VARIANT}_{TEST_SIZE}_static", static=shapes)
 
 
 @pytest.fixture(scope="session")

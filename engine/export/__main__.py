@@ -9,11 +9,12 @@ from pathlib import Path
 
 from engine.cli import peak_rss_mb, run_cli
 from engine.errors import ExportError
+from engine.static import DEFAULT_COND_FRAMES, DEFAULT_POINTS
 from engine.variants import DEFAULT_VARIANT, VARIANTS, get_variant
 
 
-def default_out(variant: str, image_size: int) -> Path:
-    suffix = "" if image_size == 1024 else f"_{image_size}"
+def default_out(variant: str, image_size: int, static: bool = False) -> Path:
+    suffix = ("" if image_size == 1024 else f"_{image_size}") + ("_static" if static else "")
     return Path("models") / f"{variant}{suffix}"
 
 
@@ -49,6 +50,16 @@ def parser() -> argparse.ArgumentParser:
                         "of the frame (the tests use -0.05 at 512); for fidelity and parity measurements")
     p.add_argument("--object-score-shift", type=float, default=0.0, metavar="LOGIT",
                    help="random weights only: shift the object-score head, so objects are found absent too")
+    p.add_argument("--static", action="store_true",
+                   help="fixed shapes for NPUs, TensorRT and CUDA graphs: memory attention over a fixed number "
+                        "of memory and pointer slots, the decoder over a fixed number of point slots; empty "
+                        "slots are masked, so results equal the dynamic set's")
+    p.add_argument("--cond-slots", type=int, default=DEFAULT_COND_FRAMES, metavar="N",
+                   help="with --static: prompted frames memory attention holds; configs must cap "
+                        "tracker.max_cond_frames at N, and results depart from Meta's once a video has more "
+                        f"prompted frames (default {DEFAULT_COND_FRAMES})")
+    p.add_argument("--static-points", type=int, default=DEFAULT_POINTS, metavar="K",
+                   help=f"with --static: clicks and box corners one prompt may have (default {DEFAULT_POINTS})")
     p.add_argument("--verify", action="store_true",
                    help="compare every stage on ONNX Runtime CPU and OpenVINO CPU f32 with PyTorch")
     p.add_argument("--report", type=Path, help="with --verify: write the parity table as JSON here")
@@ -59,7 +70,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     variant = get_variant(args.variant)
-    out = args.out or default_out(variant.name, args.image_size)
+    out = args.out or default_out(variant.name, args.image_size, args.static)
+    given = [f for f, v in (("--cond-slots", args.cond_slots != DEFAULT_COND_FRAMES),
+                            ("--static-points", args.static_points != DEFAULT_POINTS)) if v]
+    if given and not args.static:
+        raise ExportError(f"{' and '.join(given)} only apply to a static set; add --static")
 
     from engine.export.build import Calibration, build_model
     from engine.export.exporter import export_model_set, prepare_output_dir
@@ -72,7 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.mask_logit_offset or args.object_score_shift:
         calibration = Calibration(args.mask_logit_offset, args.object_score_shift)
     built = build_model(variant, args.image_size, args.checkpoint, args.seed, _parse_set(args.set), calibration)
-    manifest = export_model_set(built, out, force=args.force)
+    static = None
+    if args.static:
+        from engine.static import StaticShapes
+
+        static = StaticShapes.for_model(built.model.num_maskmem, built.model.max_obj_ptrs_in_encoder,
+                                        args.cond_slots, args.static_points)
+        print(f"static shapes: {static.memory_slots} memory slots ({static.cond_frames} prompted frames), "
+              f"{static.pointer_slots} pointer slots, {static.points} point slots")
+    manifest = export_model_set(built, out, force=args.force, static=static)
     elapsed = time.perf_counter() - t0
     sizes = {s.file: (out / s.file).stat().st_size / 1e6 for s in manifest.stages.values()}
     print(f"wrote {out}: " + ", ".join(f"{k} {v:.1f} MB" for k, v in sizes.items()))

@@ -29,6 +29,7 @@ from engine.modelset import (
     file_sha256,
     write_manifest,
 )
+from engine.static import StaticShapes
 
 OPSET = 18  # opset 23's Attention op made ONNX Runtime's memory attention 2x slower (export-notes.md)
 
@@ -51,7 +52,8 @@ class StageExport:
     dynamic: dict[str, dict[int, str]]  # input name -> {axis: dim name}
 
 
-def _example_inputs(built: BuiltModel, constants: dict[str, np.ndarray]) -> dict[str, StageExport]:
+def _example_inputs(built: BuiltModel, constants: dict[str, np.ndarray],
+                    static: StaticShapes | None = None) -> dict[str, StageExport]:
     import torch
 
     from engine.export.stages import (
@@ -70,7 +72,7 @@ def _example_inputs(built: BuiltModel, constants: dict[str, np.ndarray]) -> dict
         return torch.randn(*shape, generator=gen)
 
     vision_pos = torch.from_numpy(constants["vision_pos_enc"])
-    return {
+    stages = {
         "image_encoder": StageExport(
             "image_encoder", ImageEncoderStage(m).eval(), (rnd(1, 3, s, s),), ["image"],
             ["high_res_feat0", "high_res_feat1", "vision_feat"], {}),
@@ -92,6 +94,43 @@ def _example_inputs(built: BuiltModel, constants: dict[str, np.ndarray]) -> dict
         "memory_encoder": StageExport(
             "memory_encoder", MemoryEncoderStage(m).eval(), (rnd(1, 256, f, f), rnd(1, 1, s, s) * 10),
             ["pix_feat", "mask_for_mem"], ["maskmem_features"], {}),
+    }
+    if static is not None:
+        stages.update(_static_stages(built, vision_pos, static, rnd))
+    return stages
+
+
+def _static_stages(built: BuiltModel, vision_pos: Any, static: StaticShapes, rnd: Callable) -> dict[str, StageExport]:
+    """Memory attention and decoder over fixed slots, with validity inputs and no dynamic axis."""
+    import torch
+
+    from engine.export.static_stages import StaticMaskDecoderStage, StaticMemoryAttentionStage
+
+    m = built.model
+    s = built.image_size
+    f = s // m.backbone_stride
+    slots, ptrs, points = static.memory_slots, static.pointer_slots, static.points
+
+    def first(n: int, total: int) -> Any:
+        valid = torch.zeros(total)
+        valid[:n] = 1.0
+        return valid
+
+    return {
+        "mask_decoder": StageExport(
+            "mask_decoder", StaticMaskDecoderStage(m).eval(),
+            (rnd(1, 256, f, f), rnd(1, 32, 4 * f, 4 * f), rnd(1, 64, 2 * f, 2 * f),
+             torch.rand(1, points, 2) * s, torch.ones(1, points, dtype=torch.int32), first(2, points)[None],
+             rnd(1, 1, 4 * f, 4 * f), torch.ones(1)),
+            ["image_embed", "high_res_feat0", "high_res_feat1", "point_coords", "point_labels", "point_valid",
+             "mask_input", "has_mask_input"],
+            ["masks", "iou", "obj_ptr", "object_score"], {}),
+        "memory_attention": StageExport(
+            "memory_attention", StaticMemoryAttentionStage(m, vision_pos).eval(),
+            (rnd(1, 256, f, f), rnd(slots, 64, f, f), rnd(slots, 64, f, f), first(2, slots),
+             rnd(ptrs, 256), rnd(ptrs, 64), first(2, ptrs)),
+            ["curr", "memory", "memory_pos", "memory_valid", "obj_ptrs", "obj_ptr_pos", "obj_ptr_valid"],
+            ["pix_feat_with_mem"], {}),
     }
 
 
@@ -207,8 +246,10 @@ def export_model_set(
     out: Path,
     force: bool = False,
     log: Callable[[str], None] = print,
+    static: StaticShapes | None = None,
 ) -> Manifest:
-    """Export every stage of `built` into `out`. Nothing is left behind in `out` if anything fails."""
+    """Export every stage of `built` into `out` (with fixed shapes when `static` gives the capacities).
+    Nothing is left behind in `out` if anything fails."""
     out = Path(out)
     prepare_output_dir(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -217,7 +258,7 @@ def export_model_set(
         constants = compute_constants(built)
         stages: dict[str, StageSpec] = {}
         timings: dict[str, float] = {}
-        for name, stage in _example_inputs(built, constants).items():
+        for name, stage in _example_inputs(built, constants, static).items():
             t0 = time.perf_counter()
             path = tmp / f"{name}.onnx"
             log(f"  exporting {name} ...")
@@ -232,6 +273,7 @@ def export_model_set(
             family=built.variant.family,
             model=model_hyperparameters(built),
             stages=stages,
+            static=static,
             provenance={"weights": built.weights, "versions": _versions(),
                         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                         "export_seconds": timings},

@@ -152,7 +152,7 @@ class MemoryAttentionStage(nn.Module):
         out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
         return x + attn.out_proj(out)
 
-    def _cross_attention(self, i: int, layer, x, mem, mem_pos, ptr, ptr_pos) -> torch.Tensor:
+    def _cross_attention(self, i: int, layer, x, mem, mem_pos, ptr, ptr_pos, key_bias=None) -> torch.Tensor:
         attn = layer.cross_attn_image
         t = layer.norm2(x)
         q_in = t + self.curr_pos if layer.pos_enc_at_cross_attn_queries else t
@@ -165,11 +165,15 @@ class MemoryAttentionStage(nn.Module):
         k_mem = _rotate(attn.k_proj(k_mem), self.rope_cos, self.rope_sin)
         k = torch.cat((k_mem.reshape(1, -1, k_mem.shape[-1]), attn.k_proj(k_ptr).unsqueeze(0)), dim=1)
         v = torch.cat((mem.reshape(1, -1, mem.shape[-1]), ptr.unsqueeze(0)), dim=1)
-        out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1),
+        out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), attn_mask=key_bias,
                                              scale=1.0 / math.sqrt(q.shape[-1])).squeeze(1)
         return x + F.linear(out, self.folded_w[i], self.folded_b[i])
 
     def forward(self, curr, memory, memory_pos, obj_ptrs, obj_ptr_pos):
+        return self.attend(curr, memory, memory_pos, obj_ptrs, obj_ptr_pos)
+
+    def attend(self, curr, memory, memory_pos, obj_ptrs, obj_ptr_pos, key_bias=None):
+        """key_bias [1,1,1,K] is added to the cross-attention scores over the K = M*HW + 4N memory keys."""
         channels = curr.shape[1]
         h, w = curr.shape[2], curr.shape[3]
         x = curr.flatten(2).transpose(1, 2)  # [1, HW, 256]
@@ -184,7 +188,7 @@ class MemoryAttentionStage(nn.Module):
         ptr_pos = obj_ptr_pos.unsqueeze(1).expand(-1, splits, -1).reshape(-1, mem_dim)
         for i, layer in enumerate(self.layers):
             x = self._self_attention(layer, x)
-            x = self._cross_attention(i, layer, x, mem, mem_pos, ptr, ptr_pos)
+            x = self._cross_attention(i, layer, x, mem, mem_pos, ptr, ptr_pos, key_bias)
             t = layer.norm3(x)
             x = x + layer.linear2(layer.activation(layer.linear1(t)))
         x = self.norm(x)

@@ -98,3 +98,26 @@ def test_bench_bad_arguments(args, message, modelset_dir, capsys):
     assert code == 2
     assert message in err.err, err.err
     assert "Traceback" not in err.err
+
+
+def test_bench_times_static_and_dynamic_sets_in_one_run(modelset_dir, static_modelset_dir, tmp_path, capsys):
+    out = tmp_path / "b"
+    code = run_cli(bench_main, ["--backend", "onnxruntime", "--model", str(modelset_dir), "--static-model",
+                                str(static_modelset_dir), "--warmup", "3", "--frames", "1", "--out", str(out)])
+    console = capsys.readouterr().out
+    assert code == 0, console
+    runs = {r["label"]: r for r in json.loads((out / "report.json").read_text())["runs"]}
+    assert set(runs) == {"onnxruntime cpu f32", "onnxruntime cpu f32, static set"}
+    dynamic, static = runs["onnxruntime cpu f32"], runs["onnxruntime cpu f32, static set"]
+    # frame 4: the prompt and 3 recent memories selected by both; the static graph attends over all 8 slots
+    assert dynamic["memory_in_steady_state"] == static["memory_in_steady_state"] == {"memory_frames": 4,
+                                                                                     "object_pointers": 4}
+    work = [r["steady"]["stages"]["memory_attention"]["gflop_per_call"] for r in (dynamic, static)]
+    assert work[1] > 1.3 * work[0]  # 38 against 27 GFLOP at 512: self-attention is the same in both
+
+
+def test_bench_static_model_must_be_static(modelset_dir, capsys):
+    code = run_cli(bench_main, ["--backend", "onnxruntime", "--model", str(modelset_dir), "--static-model",
+                                str(modelset_dir), "--frames", "1", "--warmup", "0"])
+    assert code != 0
+    assert "--static-model must be a static set" in capsys.readouterr().err

@@ -18,7 +18,13 @@ def test_ready_configs_exist_for_each_backend_device():
 def test_ready_configs_parse(path):
     cfg = load_config(path)
     assert cfg.model is not None and cfg.model.is_absolute()
-    assert cfg.model.name == "sam2.1_hiera_tiny"
+    if cfg.backend.device in ("NPU", "GPU") and cfg.backend.name == "openvino":
+        # fixed-shape compilers: the static set, and the cap on prompted frames its slots need
+        assert cfg.model.name == "sam2.1_hiera_tiny_static"
+        assert cfg.tracker.max_cond_frames == 2
+    else:
+        assert cfg.model.name == "sam2.1_hiera_tiny"
+        assert cfg.tracker.max_cond_frames is None  # Meta's rule: every prompted frame
 
 
 def test_mixed_config_places_stages():

@@ -54,3 +54,16 @@ def test_a_direction_with_nothing_to_track_is_said(modelset_dir, tmp_path, capsy
     code, out, err = _run(["--candidate", cand, "--video", video, "--point", "420,250", "--direction", "reverse"],
                           capsys)
     assert code == 0 and "reverse: no frame to track" in err, out + err
+
+
+def test_the_exact_config_runs_its_own_model_set(modelset_dir, static_modelset_dir, tmp_path, capsys):
+    """A static set judged against the dynamic one: each config's `model:` is the set it runs."""
+    video = str(require_data() / "davis-car-shadow" / "frames")
+    cand = _config(tmp_path, static_modelset_dir, "static", "tracker: {memory_dtype: float32, max_cond_frames: 2}\n")
+    exact = _config(tmp_path, modelset_dir, "dynamic", "tracker: {memory_dtype: float32}\n")
+    code, out, err = _run(["--candidate", cand, "--exact", exact, "--video", video, "--point", "420,250",
+                           "--max-frames", "3", "--min-iou", "0.999", "--out", str(tmp_path / "f")], capsys)
+    assert code == 0, out + err
+    report = json.loads((tmp_path / "f" / "fidelity.json").read_text())
+    assert report["model"] != report["exact_model"]
+    assert report["directions"]["forward"]["1"]["max_logit_diff"] < 1e-5
