@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return 0
 
-    from engine.benchreport import format_table, write_chart, write_csv, write_json
+    from engine.benchreport import format_table, run_label, write_chart, write_csv, write_json
     from engine.machine import machine_info
     from engine.modelset import ModelSet
 
@@ -422,8 +422,17 @@ def main(argv: list[str] | None = None) -> int:
             for spec in runs:
                 print(f"running {spec.label} ...", flush=True)
                 results += _child(spec, _strip_out(argv), Path(tmp))
+    from engine.roofline import PROBE_SIZE, fractions, probe
+
+    rates = probe(args.threads)
+    for r in results:
+        precision = str(r["backend"].get("precision"))
+        r["roofline"] = fractions(r["steady"], rates.get("bf16" if precision == "bf16" else "f32")
+                                  if precision in ("f32", "bf16") or r["backend"]["runtime"] == "torch" else None)
     report = {
         "machine": machine_info(),
+        "roofline": {"probe": f"OpenVINO CPU MatMul {PROBE_SIZE}x{PROBE_SIZE}, best of 5, threads {args.threads}",
+                     "gemm_gflop_per_s": rates},
         "model": {"variant": ms.variant, "image_size": ms.manifest.image_size, "weights": weights,
                   "path": str(model_dir), "static_path": str(args.static_model) if args.static_model else None},
         "method": {"warmup_frames": args.warmup, "measured_frames": args.frames,
@@ -432,6 +441,12 @@ def main(argv: list[str] | None = None) -> int:
         "runs": results,
     }
     print(format_table(results))
+    print(f"roofline: this machine's GEMM rate f32 {rates['f32']} GFLOP/s, bf16 {rates['bf16']} GFLOP/s")
+    for r in results:
+        if r["roofline"]:
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in r["roofline"]["stage_fraction"].items())
+            print(f"  {run_label(r)}: frame at the roofline {r['roofline']['frame_roofline_ms']:.0f} ms "
+                  f"({r['roofline']['frame_fraction']:.0%} achieved); of the GEMM rate: {shares}")
     for r in results:
         d = r["backend"]
         print(f"  {r['label']}: {d.get('runtime')} {d.get('version')} on {d.get('device')} "

@@ -136,6 +136,7 @@ class Tracker:
                 "offline_memory": self.settings.offline_memory, "max_cond_frames": self.planner.max_cond,
                 "static_shapes": (self.modelset.manifest.static.to_yaml() if self.modelset.manifest.static
                                   else None),
+                "stage_precision": (self.modelset.manifest.provenance.get("quantization") or {}).get("stages"),
                 "bytes_per_stored_frame": self.bytes_per_stored_frame()}
 
     def bytes_per_stored_frame(self) -> int:

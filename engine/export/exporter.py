@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -250,11 +250,7 @@ def export_model_set(
 ) -> Manifest:
     """Export every stage of `built` into `out` (with fixed shapes when `static` gives the capacities).
     Nothing is left behind in `out` if anything fails."""
-    out = Path(out)
-    prepare_output_dir(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_output_dir(Path(out), force) as tmp:
         constants = compute_constants(built)
         stages: dict[str, StageSpec] = {}
         timings: dict[str, float] = {}
@@ -263,8 +259,7 @@ def export_model_set(
             path = tmp / f"{name}.onnx"
             log(f"  exporting {name} ...")
             _export_onnx(stage, path)
-            inputs, outputs = _onnx_signature(path)
-            stages[name] = StageSpec(name, path.name, file_sha256(path), inputs, outputs)
+            stages[name] = stage_spec(name, path)
             timings[name] = round(time.perf_counter() - t0, 2)
             log(f"  exported {name}: {path.stat().st_size / 1e6:.1f} MB in {timings[name]:.1f} s")
         np.savez(tmp / CONSTANTS, **constants)
@@ -279,13 +274,30 @@ def export_model_set(
                         "export_seconds": timings},
         )
         write_manifest(tmp / MANIFEST, manifest)
+    return manifest
+
+
+def stage_spec(name: str, path: Path) -> StageSpec:
+    """A stage file's manifest entry: its I/O signature as the ONNX graph declares it, and its sha256."""
+    inputs, outputs = _onnx_signature(path)
+    return StageSpec(name, path.name, file_sha256(path), inputs, outputs)
+
+
+@contextlib.contextmanager
+def staged_output_dir(out: Path, force: bool) -> Iterator[Path]:
+    """A temporary folder beside `out` that becomes `out` when the block succeeds: a model set is written
+    whole or not at all, and a failure leaves nothing behind (nor damages what `out` held)."""
+    prepare_output_dir(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield tmp
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a model set is ordinary data
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
-        return manifest
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

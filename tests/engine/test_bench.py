@@ -22,7 +22,13 @@ def test_bench_end_to_end(modelset_dir, tmp_path, capsys):
     # every flag that matters is reported, present or not (the test holds on any CPU)
     assert m["cpu"] and m["logical_cores"] >= 1 and set(m["cpu_flags"]) == set(FLAGS)
     assert all(isinstance(v, bool) for v in m["cpu_flags"].values())
+    assert report["roofline"]["gemm_gflop_per_s"]["f32"] > 0
     runs = report["runs"]
+    for r in runs:  # each stage's share of the probed GEMM rate, and the frame's time at that rate
+        roof = r["roofline"]
+        assert set(roof["stage_fraction"]) == set(STAGE_ORDER) and all(v > 0 for v in roof["stage_fraction"].values())
+        assert 0 < roof["frame_roofline_ms"] and roof["frame_fraction"] > 0
+    assert "roofline: this machine's GEMM rate f32" in console
     assert len(runs) == 2 * 2 * 2 and {r["backend"]["runtime"] for r in runs} == {"onnxruntime", "openvino"}
     for r in runs:
         assert {"label", "objects", "memory_frames", "backend", "load_seconds", "prompt_seconds", "first_frames",
