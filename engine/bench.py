@@ -236,6 +236,8 @@ def single_run(spec: RunSpec, args: argparse.Namespace, model_dir: Path) -> list
                 "memory_in_steady_state": {"memory_frames": memory_used[0], "object_pointers": memory_used[1]},
                 "first_frames": summarise(first, flops), "steady": summarise(steady, flops),
                 "peak_rss_mb": round(peak_rss_mb(), 1),
+                "int8_stages": [k for k, v in ((ms.manifest.provenance.get("quantization") or {}).get("stages")
+                                               or {}).items() if v == "int8" and spec.runtime != "torch"],
             })
     return results
 
@@ -428,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         precision = str(r["backend"].get("precision"))
         r["roofline"] = fractions(r["steady"], rates.get("bf16" if precision == "bf16" else "f32")
-                                  if precision in ("f32", "bf16") or r["backend"]["runtime"] == "torch" else None)
+                                  if precision in ("f32", "bf16") or r["backend"]["runtime"] == "torch" else None,
+                                  tuple(r.get("int8_stages", ())))
     report = {
         "machine": machine_info(),
         "roofline": {"probe": f"OpenVINO CPU MatMul {PROBE_SIZE}x{PROBE_SIZE}, best of 5, threads {args.threads}",
@@ -443,10 +446,12 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(results))
     print(f"roofline: this machine's GEMM rate f32 {rates['f32']} GFLOP/s, bf16 {rates['bf16']} GFLOP/s")
     for r in results:
-        if r["roofline"]:
-            shares = ", ".join(f"{k} {v:.0%}" for k, v in r["roofline"]["stage_fraction"].items())
-            print(f"  {run_label(r)}: frame at the roofline {r['roofline']['frame_roofline_ms']:.0f} ms "
-                  f"({r['roofline']['frame_fraction']:.0%} achieved); of the GEMM rate: {shares}")
+        roof = r["roofline"]
+        if roof:
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in roof["stage_fraction"].items())
+            frame = (f"frame at the roofline {roof['frame_roofline_ms']:.0f} ms ({roof['frame_fraction']:.0%} "
+                     f"achieved)" if roof["frame_roofline_ms"] else roof["not_judged"])
+            print(f"  {run_label(r)}: {frame}; of the GEMM rate: {shares}")
     for r in results:
         d = r["backend"]
         print(f"  {r['label']}: {d.get('runtime')} {d.get('version')} on {d.get('device')} "

@@ -114,3 +114,18 @@ def test_recording_pads_a_static_sets_inputs(static_modelset_dir):
     with pytest.raises(InputError):
         rec.run("memory_attention", random_inputs(ms, memory_frames=9, pointers=2)["memory_attention"])
     assert np.isfinite(sample["memory"]).all()
+
+
+def test_bench_judges_only_float_stages_by_the_float_roofline(quantized, tmp_path, capsys):
+    import json
+
+    from engine.bench import main as bench_main
+
+    code = run_cli(bench_main, ["--backend", "onnxruntime", "--model", str(quantized), "--warmup", "1",
+                                "--frames", "1", "--out", str(tmp_path / "b")])
+    console = capsys.readouterr().out
+    assert code == 0, console
+    run = json.loads((tmp_path / "b" / "report.json").read_text())["runs"][0]
+    assert run["int8_stages"] == ["mask_decoder", "memory_encoder"]
+    assert set(run["roofline"]["stage_fraction"]) == {"image_encoder", "memory_attention"}
+    assert run["roofline"]["frame_roofline_ms"] is None and "no int8 probe" in console
