@@ -156,11 +156,17 @@ def _flops(ms, memory: tuple[int, int]) -> dict[str, float]:
     f, s = ms.manifest.feat_size, ms.manifest.image_size
     if ms.manifest.static is not None:  # fixed shapes: the work done whatever the slots hold
         shapes = {name: {t.name: t.shape for t in spec.inputs} for name, spec in ms.manifest.stages.items()}
-        try:
-            return {k: count_flops(ms.stage_path(k), v) for k, v in shapes.items()}
-        except ImportError:
-            return {}
-    shapes = {
+    else:
+        shapes = _dynamic_shapes(f, s, memory)
+    try:
+        return {k: count_flops(ms.stage_path(k), v) for k, v in shapes.items()}
+    except ImportError:
+        return {}
+
+
+def _dynamic_shapes(f: int, s: int, memory: tuple[int, int]) -> dict[str, dict[str, tuple[int, ...]]]:
+    """A dynamic set's stage inputs at the measured memory (frames, pointers) and one click."""
+    return {
         "image_encoder": {"image": (1, 3, s, s)},
         "mask_decoder": {"image_embed": (1, 256, f, f), "high_res_feat0": (1, 32, 4 * f, 4 * f),
                          "high_res_feat1": (1, 64, 2 * f, 2 * f), "point_coords": (1, 1, 2),
@@ -170,10 +176,6 @@ def _flops(ms, memory: tuple[int, int]) -> dict[str, float]:
                              "obj_ptr_pos": (memory[1], 64)},
         "memory_encoder": {"pix_feat": (1, 256, f, f), "mask_for_mem": (1, 1, s, s)},
     }
-    try:
-        return {k: count_flops(ms.stage_path(k), v) for k, v in shapes.items()}
-    except ImportError:
-        return {}
 
 
 def _measure(frames_iter, log_list, warmup: int, total: int, progress_desc: str, memory_probe):

@@ -28,7 +28,7 @@ class RecordingStages:
         static = self.inner.modelset.manifest.static
         fed = static.pad(name, inputs) if static is not None else inputs
         self.samples[name].append({k: np.array(v, copy=True) for k, v in fed.items()})
-        return self.inner.run(name, inputs)
+        return self.inner.stages[name].run(fed)  # padded once, here: the loaded stage takes them as they are
 
     def __getattr__(self, name: str) -> Any:  # modelset, stages, backends, describe of the wrapped set
         return getattr(self.inner, name)
