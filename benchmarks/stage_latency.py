@@ -62,6 +62,7 @@ def main() -> int:
     p.add_argument("--model", type=Path, default=Path("models/sam2.1_hiera_tiny"))
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int)
+    p.add_argument("--stages", help="comma list of stages to measure (default: all)")
     p.add_argument("--out", type=Path)
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -72,6 +73,8 @@ def main() -> int:
     rows = []
     for label, (runtime, device, precision) in CONFIGS.items():
         for stage, frames, ptrs in CASES:
+            if args.stages and stage not in args.stages.split(","):
+                continue
             spec = json.dumps([runtime, device, precision, stage, frames, ptrs])
             cmd = [sys.executable, __file__, "--model", str(args.model), "--repeats", str(args.repeats), "--child", spec]
             if args.threads:

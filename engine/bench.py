@@ -30,13 +30,13 @@ class RunSpec:
     runtime: str  # onnxruntime | openvino | torch
     device: str
     precision: str
-    model: str | None = None  # another model set than --model (the --static-model twin of a run)
+    model: str | None = None  # another model set than --model (--static-model, --compare-model)
+    tag: str = ""  # what the label adds: "static set", or the variant when several models are compared
 
     @property
     def label(self) -> str:
-        if self.runtime == "torch":
-            return "PyTorch reference"
-        return f"{self.runtime} {self.device} {self.precision}" + (", static set" if self.model else "")
+        base = "PyTorch reference" if self.runtime == "torch" else f"{self.runtime} {self.device} {self.precision}"
+        return base + (f", {self.tag}" if self.tag else "")
 
 
 def _int_list(text: str, name: str, lo: int, hi: int) -> list[int]:
@@ -57,7 +57,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="device for the backend(s): cpu/cuda/directml (onnxruntime), CPU/GPU/NPU/AUTO (openvino)")
     p.add_argument("--precision", help="f32, bf16, f16, or a comma list (unsupported pairs are skipped)")
     p.add_argument("--threads", type=int, help="threads for every runtime, PyTorch included (default: all cores)")
-    p.add_argument("--model", type=Path, help=f"model set folder (default {DEFAULT_MODEL}, exported if missing)")
+    p.add_argument("--model", type=Path, help=f"model set folder (default: the --config's model, else {DEFAULT_MODEL}, exported if "
+                        "missing)")
     p.add_argument("--video", help="video file or image folder (default: a synthetic clip of moving shapes)")
     p.add_argument("--frames", type=int, default=8, help="steady-state frames to measure (default 8)")
     p.add_argument("--warmup", type=int, default=16,
@@ -67,6 +68,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--static-model", type=Path,
                    help="a static model set (engine.export --static) of the same model: every runtime run is "
                         "repeated on it, so static and dynamic shapes are compared in one run")
+    p.add_argument("--compare-model", action="append", type=Path, default=[], metavar="SET",
+                   help="another model set (e.g. EdgeTAM beside SAM 2.1-tiny): every run, the PyTorch reference "
+                        "included, is repeated on it in the same bench run; repeat the flag for more")
     p.add_argument("--reference", choices=["torch"], help="also time the PyTorch reference on the same weights")
     p.add_argument("--checkpoint", type=Path, help="for --reference with a checkpoint-made model set: the .pt file")
     p.add_argument("--out", type=Path, help="write report.json, report.csv and report.png here")
@@ -107,6 +111,7 @@ def plan_runs(args: argparse.Namespace) -> list[RunSpec]:
     precisions = (args.precision or base_precision).split(",")
     runs = []
     skipped = []
+    base_tag, others = _compared_models(args)
     for b in (x.strip() for x in backends):
         if b not in ("onnxruntime", "openvino"):
             raise ConfigError(f"--backend {b!r} is not known; allowed: onnxruntime, openvino")
@@ -117,14 +122,33 @@ def plan_runs(args: argparse.Namespace) -> list[RunSpec]:
             if b == "onnxruntime" and prec != "f32" and len(precisions) > 1:
                 skipped.append(f"onnxruntime {prec}")
                 continue
-            runs.append(RunSpec(b, device, prec))
+            runs.append(RunSpec(b, device, prec, tag=base_tag))
             if args.static_model:
-                runs.append(RunSpec(b, device, prec, str(args.static_model)))
+                runs.append(RunSpec(b, device, prec, str(args.static_model), "static set"))
+            runs += [RunSpec(b, device, prec, str(path), tag) for path, tag in others]
     if skipped:
         print(f"skipping {', '.join(skipped)} (onnxruntime runs these models in f32 only)")
-    if args.reference == "torch":
-        runs.append(RunSpec("torch", "cpu", "f32"))
+    if args.reference == "torch":  # each model's reference in a process of its own (EdgeTAM's and Meta's clash)
+        runs.append(RunSpec("torch", "cpu", "f32", tag=base_tag))
+        runs += [RunSpec("torch", "cpu", "f32", str(path), tag) for path, tag in others]
     return runs
+
+
+def _compared_models(args: argparse.Namespace) -> tuple[str, list[tuple[Path, str]]]:
+    """The label tags of --model and of each --compare-model: their variants (empty when nothing is compared)."""
+    if not args.compare_model:
+        return "", []
+    from engine.modelset import ModelSet
+
+    def tag(path: Path) -> str:
+        m = ModelSet.load(path).manifest
+        return f"{m.variant} {m.image_size}" + (" static" if m.static else "")
+
+    base = tag(ensure_model_set(args.model))
+    others = [(Path(p), tag(Path(p))) for p in args.compare_model]
+    if len({base, *(t for _, t in others)}) != 1 + len(others):
+        raise ConfigError("--compare-model sets must differ from --model and each other in variant, size or shapes")
+    return base, others
 
 
 def _video(args: argparse.Namespace, needed: int):
@@ -153,29 +177,17 @@ def _flops(ms, memory: tuple[int, int]) -> dict[str, float]:
         from engine.flops import count_flops
     except ImportError:
         return {}
-    f, s = ms.manifest.feat_size, ms.manifest.image_size
     if ms.manifest.static is not None:  # fixed shapes: the work done whatever the slots hold
         shapes = {name: {t.name: t.shape for t in spec.inputs} for name, spec in ms.manifest.stages.items()}
-    else:
-        shapes = _dynamic_shapes(f, s, memory)
+    else:  # the measured memory (frames, pointers) and one click
+        from engine.stages import random_inputs
+
+        inputs = random_inputs(ms, memory_frames=max(memory[0], 1), pointers=memory[1], points=1)
+        shapes = {name: {k: v.shape for k, v in d.items()} for name, d in inputs.items()}
     try:
         return {k: count_flops(ms.stage_path(k), v) for k, v in shapes.items()}
     except ImportError:
         return {}
-
-
-def _dynamic_shapes(f: int, s: int, memory: tuple[int, int]) -> dict[str, dict[str, tuple[int, ...]]]:
-    """A dynamic set's stage inputs at the measured memory (frames, pointers) and one click."""
-    return {
-        "image_encoder": {"image": (1, 3, s, s)},
-        "mask_decoder": {"image_embed": (1, 256, f, f), "high_res_feat0": (1, 32, 4 * f, 4 * f),
-                         "high_res_feat1": (1, 64, 2 * f, 2 * f), "point_coords": (1, 1, 2),
-                         "point_labels": (1, 1), "mask_input": (1, 1, 4 * f, 4 * f), "has_mask_input": (1,)},
-        "memory_attention": {"curr": (1, 256, f, f), "memory": (max(memory[0], 1), 64, f, f),
-                             "memory_pos": (max(memory[0], 1), 64, f, f), "obj_ptrs": (memory[1], 256),
-                             "obj_ptr_pos": (memory[1], 64)},
-        "memory_encoder": {"pix_feat": (1, 256, f, f), "mask_for_mem": (1, 1, s, s)},
-    }
 
 
 def _measure(frames_iter, log_list, warmup: int, total: int, progress_desc: str, memory_probe):
@@ -232,7 +244,7 @@ def single_run(spec: RunSpec, args: argparse.Namespace, model_dir: Path) -> list
             memory_used = steady[-1]["memory"] if steady else (0, 0)
             flops = _flops(ms, memory_used)
             results.append({
-                "label": run_name, "objects": n, "memory_frames": m,
+                "label": run_name, "variant": ms.variant, "objects": n, "memory_frames": m,
                 "backend": describe,
                 "load_seconds": round(load_s, 3), "prompt_seconds": round(prompt_s, 3),
                 "memory_in_steady_state": {"memory_frames": memory_used[0], "object_pointers": memory_used[1]},
@@ -301,14 +313,14 @@ def _torch_reference(ms, args):
     from engine.modelset import file_sha256
     from engine.variants import get_variant
 
-    require_export_deps()
+    variant = get_variant(ms.variant)
+    require_export_deps(variant)
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     weights = ms.manifest.provenance.get("weights", {})
     t0 = time.perf_counter()
-    variant = get_variant(ms.variant)
     if weights.get("source") == "checkpoint":
         if args.checkpoint is None:
             raise ConfigError("this model set was exported from a checkpoint: pass --checkpoint with the same .pt "
@@ -348,7 +360,8 @@ def _run_torch(ref, source, n: int, m: int, args, label: str):
 
 # ----------------------------------------------------------------------------- orchestration
 def _child(spec: RunSpec, argv: list[str], workdir: Path) -> list[dict[str, Any]]:
-    out = workdir / f"run-{spec.runtime}-{spec.device}-{spec.precision}{'-static' if spec.model else ''}.json"
+    tag = "".join(c if c.isalnum() or c in ".-" else "_" for c in spec.tag)
+    out = workdir / f"run-{spec.runtime}-{spec.device}-{spec.precision}-{tag}.json"
     cmd = [sys.executable, "-m", "engine.bench", *argv, "--single-run", json.dumps(asdict(spec)) + "@" + str(out)]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr stays live: progress bars
     if proc.returncode != 0:
@@ -382,6 +395,10 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--threads must be at least 1")
     _int_list(args.objects, "objects", 1, 64)
     _int_list(args.memory_frames, "memory-frames", 1, 64)
+    if args.model is None and args.config is not None:  # the config's own model set, as engine.track runs it
+        from engine.config import load_config
+
+        args.model = load_config(args.config).model
     if args.single_run:
         spec_json, _, out = args.single_run.rpartition("@")
         spec = RunSpec(**json.loads(spec_json))
@@ -439,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         "roofline": {"probe": f"OpenVINO CPU MatMul {PROBE_SIZE}x{PROBE_SIZE}, best of 5, threads {args.threads}",
                      "gemm_gflop_per_s": rates},
         "model": {"variant": ms.variant, "image_size": ms.manifest.image_size, "weights": weights,
-                  "path": str(model_dir), "static_path": str(args.static_model) if args.static_model else None},
+                  "path": str(model_dir), "static_path": str(args.static_model) if args.static_model else None,
+                  "compared": [str(p) for p in args.compare_model]},
         "method": {"warmup_frames": args.warmup, "measured_frames": args.frames,
                    "video": args.video or "synthetic moving shapes", "threads": args.threads,
                    "clicks": "one positive click per object on frame 0"},

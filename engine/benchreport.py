@@ -62,13 +62,16 @@ def run_label(run: dict[str, Any]) -> str:
 
 
 def format_table(runs: list[dict[str, Any]]) -> str:
-    ref = {(r["objects"], r["memory_frames"]): r for r in runs if r["backend"]["runtime"] == "torch"}
+    def key(r: dict[str, Any]) -> tuple:
+        return r.get("variant"), r["objects"], r["memory_frames"]
+
+    ref = {key(r): r for r in runs if r["backend"]["runtime"] == "torch"}
     head = (f"{'run':<44} {'frame ms':>9} {'fps':>6} {'vs torch':>8} {'host %':>6}  "
             + "  ".join(f"{s[:12]:>12}" for s in STAGE_ORDER))
     lines = [head, "-" * len(head)]
     for r in runs:
         st = r["steady"]
-        torch_run = ref.get((r["objects"], r["memory_frames"]))
+        torch_run = ref.get(key(r))
         ratio = (f"{torch_run['steady']['frame']['median_ms'] / st['frame']['median_ms']:.2f}x"
                  if torch_run else "")
         cells = []

@@ -20,6 +20,7 @@ from engine.errors import ModelSetError
 from engine.rules import OPTIONAL as OPTIONAL_RULES
 from engine.rules import ModelRules
 from engine.static import StaticShapes
+from engine.variants import FAMILIES
 
 FORMAT_VERSION = 1
 MANIFEST = "modelset.yaml"
@@ -77,6 +78,7 @@ class Manifest:
     stages: dict[str, StageSpec]
     provenance: dict[str, Any] = field(default_factory=dict)
     static: StaticShapes | None = None  # fixed slot capacities of a static set; None: dynamic shapes
+    architecture: dict[str, Any] = field(default_factory=dict)  # what the family's stages hold (for people)
     format_version: int = FORMAT_VERSION
     source: str = MANIFEST  # where it was read, for error messages
 
@@ -101,6 +103,7 @@ class Manifest:
             "model": dict(self.model),
             "stages": {k: v.to_yaml() for k, v in self.stages.items()},
             **({"static": self.static.to_yaml()} if self.static else {}),
+            **({"architecture": dict(self.architecture)} if self.architecture else {}),
             "provenance": dict(self.provenance),
         }
 
@@ -120,8 +123,13 @@ class Manifest:
                 raise ModelSetError(f"{source}: stages section lacks {', '.join(absent)}")
             stages = {s: StageSpec.from_yaml(s, stages_d[s]) for s in STAGES}
             static = StaticShapes.from_yaml(d["static"], source) if d.get("static") is not None else None
-            manifest = cls(variant=str(d["variant"]), family=str(d["family"]), model=model, stages=stages,
-                           provenance=dict(d.get("provenance") or {}), static=static, format_version=version,
+            family = str(d["family"])
+            if family not in FAMILIES:
+                raise ModelSetError(f"{source}: family {family!r} is not one this engine runs "
+                                    f"({', '.join(FAMILIES)})")
+            manifest = cls(variant=str(d["variant"]), family=family, model=model, stages=stages,
+                           provenance=dict(d.get("provenance") or {}), static=static,
+                           architecture=dict(d.get("architecture") or {}), format_version=version,
                            source=source)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelSetError(f"{source}: malformed manifest ({type(exc).__name__}: {exc})") from exc
@@ -132,6 +140,15 @@ class Manifest:
         if static is None and "memory_valid" in {t.name for t in stages["memory_attention"].inputs}:
             raise ModelSetError(f"{source}: static stage models but no static section; re-export the model set")
         return manifest
+
+    @property
+    def memory_grid(self) -> tuple[int, int]:
+        """(a, b) of one memory [64, a, b]: the feature grid in SAM 2, (1, latents) in EdgeTAM."""
+        shape = next(t.shape for t in self.stages["memory_attention"].inputs if t.name == "memory")
+        a, b = shape[2], shape[3]
+        if not (isinstance(a, int) and isinstance(b, int)):
+            raise ModelSetError(f"{self.source}: memory_attention.memory has a dynamic token grid {shape}")
+        return a, b
 
     def dynamic_axes(self) -> list[str]:
         """'stage.tensor[axis]' for every input or output axis the stage files leave dynamic."""
@@ -222,6 +239,10 @@ class ModelSet:
         lacking = [k for k in needed if k not in constants]
         if lacking:
             raise ModelSetError(f"{cpath}: lacks {', '.join(lacking)}")
+        grid = tuple(constants["maskmem_pos_enc"].shape[2:])
+        if grid != manifest.memory_grid:
+            raise ModelSetError(f"{cpath}: maskmem_pos_enc covers a memory grid {grid}, but memory attention takes "
+                                f"{manifest.memory_grid}; the files are of different model sets")
         ms = cls(root, manifest, constants)
         if verify_checksums:
             ms.verify_checksums()

@@ -50,6 +50,9 @@ class ModelRules:
     # optional in a manifest (older exports lack them); the reference's defaults
     non_overlap_masks_for_mem_enc: bool = False
     clear_non_cond_mem_around_input: bool = False
+    # a rule of the video predictor the model was exported for: Meta's current one tracks a corrected
+    # non-conditioning frame anew when propagation passes it; EdgeTAM's (of before December 2024) keeps it
+    retrack_corrected_frames: bool = True
 
     @property
     def feat_size(self) -> int:
@@ -106,4 +109,4 @@ class ModelRules:
             refuse("image_size", f"expected a multiple of backbone_stride {self.backbone_stride}")
 
 
-OPTIONAL = ("non_overlap_masks_for_mem_enc", "clear_non_cond_mem_around_input")
+OPTIONAL = ("non_overlap_masks_for_mem_enc", "clear_non_cond_mem_around_input", "retrack_corrected_frames")

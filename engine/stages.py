@@ -82,6 +82,7 @@ def random_inputs(modelset: ModelSet, memory_frames: int = 7, pointers: int = 16
     """Random inputs of tracking shapes for every stage (timing and cross-backend checks)."""
     rng = np.random.default_rng(seed)
     f, s = modelset.manifest.feat_size, modelset.manifest.image_size
+    a, b = modelset.manifest.memory_grid
 
     def r(*shape: int) -> np.ndarray:
         return rng.standard_normal(shape).astype(np.float32)
@@ -93,8 +94,8 @@ def random_inputs(modelset: ModelSet, memory_frames: int = 7, pointers: int = 16
                          "point_coords": (rng.random((1, points, 2)) * s).astype(np.float32),
                          "point_labels": rng.integers(0, 2, (1, points)).astype(np.int32),
                          "mask_input": r(1, 1, 4 * f, 4 * f), "has_mask_input": np.ones(1, np.float32)},
-        "memory_attention": {"curr": r(1, 256, f, f), "memory": r(memory_frames, 64, f, f),
-                             "memory_pos": r(memory_frames, 64, f, f), "obj_ptrs": r(pointers, 256),
+        "memory_attention": {"curr": r(1, 256, f, f), "memory": r(memory_frames, 64, a, b),
+                             "memory_pos": r(memory_frames, 64, a, b), "obj_ptrs": r(pointers, 256),
                              "obj_ptr_pos": r(pointers, 64)},
         "memory_encoder": {"pix_feat": r(1, 256, f, f), "mask_for_mem": r(1, 1, s, s) * 10},
     }

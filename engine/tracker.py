@@ -93,7 +93,8 @@ class FrameResult:
 
 
 class Tracker:
-    """SAM 2 video tracker on four stage models. Build with `Tracker.from_config(...)`."""
+    """SAM 2 video tracker on four stage models (SAM 2, SAM 2.1 or EdgeTAM: the model set says which; the
+    rules are the same). Build with `Tracker.from_config(...)`."""
 
     def __init__(self, modelset: ModelSet, stages: StageSet, settings: TrackerSettings | None = None) -> None:
         self.modelset = modelset
@@ -144,7 +145,8 @@ class Tracker:
         an offline run with offline_memory "all" grows by this per tracked frame and object."""
         r = self.rules
         low_res = (r.image_size // 4) ** 2 * 4
-        features = r.mem_dim * r.feat_size ** 2 * (2 if self.settings.memory_dtype == "bfloat16" else 4)
+        a, b = self.modelset.manifest.memory_grid  # the feature grid, or EdgeTAM's latents
+        features = r.mem_dim * a * b * (2 if self.settings.memory_dtype == "bfloat16" else 4)
         return low_res + r.hidden_dim * 4 + features
 
     # ------------------------------------------------------------------ stage calls
@@ -357,6 +359,8 @@ class Tracker:
         for obj in state.objects.values():
             if frame_idx in obj.bank.cond:
                 out = obj.bank.cond[frame_idx]
+            elif self._keeps_correction(obj, frame_idx):
+                out = obj.bank.non_cond[frame_idx]
             elif not obj.bank.cond:
                 out = None  # an object whose prompts were all cleared
             else:
@@ -367,6 +371,12 @@ class Tracker:
                 obj.bank.evict(frame_idx, self.planner.window)
             outs.append(out)
         return self._result(state, frame_idx, outs)
+
+    def _keeps_correction(self, obj: ObjectState, frame_idx: int) -> bool:
+        """A corrected frame that is not a conditioning frame: Meta's predictor tracks it anew when tracking
+        passes it; the predictor of before December 2024 (EdgeTAM's) keeps the corrected output."""
+        return (not self.rules.retrack_corrected_frames and frame_idx in obj.bank.non_cond
+                and (frame_idx in obj.points or frame_idx in obj.masks))
 
     def step(self, state: InferenceState, frame_idx: int, reverse: bool = False) -> FrameResult:
         """Track one frame for every object, as propagate_in_video does per frame; prompts added since the

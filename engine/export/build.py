@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,16 +16,22 @@ from engine.variants import Variant
 SUPPORTED_IMAGE_SIZES = (512, 1024)
 
 
-def require_export_deps() -> None:
-    """Fail with an actionable message when the export extra is not installed."""
-    missing = []
-    for module, hint in (
+def require_export_deps(variant: Variant | None = None) -> None:
+    """Fail with an actionable message when the export extra (or the variant's reference) is not installed."""
+    from engine.export.reference_env import activate
+
+    needed = [
         ("torch", "pip install -e '.[export]'  (torch==2.13.0)"),
         ("onnx", "pip install -e '.[export]'"),
         ("onnxscript", "pip install -e '.[export]'"),
         ("hydra", "pip install -e '.[export]'  (hydra-core)"),
-        ("sam2", "pip install --no-deps sam2  (after the export extra)"),
-    ):
+    ]
+    if variant is not None:
+        activate(variant)  # EdgeTAM: its own folder on sys.path, or an error saying how to install it
+    if variant is None or variant.reference == "sam2":
+        needed.append(("sam2", "pip install --no-deps sam2  (after the export extra)"))
+    missing = []
+    for module, hint in needed:
         try:
             importlib.import_module(module)
         except ImportError:
@@ -42,14 +50,17 @@ class BuiltModel:
     weights: dict[str, Any] = field(default_factory=dict)  # provenance for the manifest
 
 
-def _hydra_overrides(image_size: int) -> list[str]:
+def _hydra_overrides(variant: Variant, image_size: int) -> list[str]:
     if image_size == 1024:
         return []
     feat = image_size // 16
+    # EdgeTAM's cross-attention rotates queries on the feature grid (q_sizes) and perceiver latents on
+    # their fixed 16 x 16 grid (k_sizes); SAM 2's uses one grid for both (feat_sizes)
+    cross = "q_sizes" if variant.reference == "edgetam" else "feat_sizes"
     return [
         f"++model.image_size={image_size}",
         f"++model.memory_attention.layer.self_attention.feat_sizes=[{feat},{feat}]",
-        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]",
+        f"++model.memory_attention.layer.cross_attention.{cross}=[{feat},{feat}]",
     ]
 
 
@@ -141,7 +152,7 @@ def _load_checkpoint(model: Any, path: Path, variant: Variant) -> None:
         if mismatched:
             shapes = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in mismatched]
             lines.append(f"  shape mismatches ({len(mismatched)}): {head(shapes)}")
-        lines.append("  is it a checkpoint of another variant? (sam2 vs sam2.1, tiny/small/base_plus/large)")
+        lines.append("  is it a checkpoint of another variant? (sam2 vs sam2.1 vs edgetam, tiny/small/base_plus/large)")
         raise ExportError("\n".join(lines))
     model.load_state_dict(state, strict=True)
 
@@ -171,7 +182,7 @@ def build_model(
     hole filling) are the ones the tracker reproduces, so the same object serves as the export
     source and as the PyTorch reference.
     """
-    require_export_deps()
+    require_export_deps(variant)
     if image_size not in SUPPORTED_IMAGE_SIZES:
         raise ExportError(f"image size {image_size} is not supported; choose one of {SUPPORTED_IMAGE_SIZES}")
     if checkpoint is not None:
@@ -182,11 +193,15 @@ def build_model(
     import torch
     from sam2.build_sam import build_sam2_video_predictor
 
+    if variant.reference == "edgetam":
+        from engine.export.reference_env import disable_timm_download
+
+        disable_timm_download()
     torch.manual_seed(seed)
     try:
-        model = build_sam2_video_predictor(
-            variant.config, ckpt_path=None, device="cpu", hydra_overrides_extra=_hydra_overrides(image_size)
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # EdgeTAM's builder narrates each step
+            model = build_sam2_video_predictor(variant.config, ckpt_path=None, device="cpu",
+                                               hydra_overrides_extra=_hydra_overrides(variant, image_size))
     except Exception as exc:
         raise ExportError(f"the sam2 package could not build {variant.name}: {exc}") from exc
 

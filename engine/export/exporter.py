@@ -53,84 +53,69 @@ class StageExport:
 
 
 def _example_inputs(built: BuiltModel, constants: dict[str, np.ndarray],
-                    static: StaticShapes | None = None) -> dict[str, StageExport]:
+                    static: StaticShapes | None = None, query_blocks: int = 1) -> dict[str, StageExport]:
     import torch
 
-    from engine.export.stages import (
-        ImageEncoderStage,
-        MaskDecoderStage,
-        MemoryAttentionStage,
-        MemoryEncoderStage,
-    )
+    from engine.export.families import family_of
+    from engine.export.stages import MaskDecoderStage
+    from engine.export.static_stages import StaticMaskDecoderStage
 
     m = built.model
+    family = family_of(built)
     s = built.image_size
     f = s // m.backbone_stride
+    a, b = family.memory_grid()
     gen = torch.Generator().manual_seed(1234)
 
     def rnd(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=gen)
 
-    vision_pos = torch.from_numpy(constants["vision_pos_enc"])
-    stages = {
-        "image_encoder": StageExport(
-            "image_encoder", ImageEncoderStage(m).eval(), (rnd(1, 3, s, s),), ["image"],
-            ["high_res_feat0", "high_res_feat1", "vision_feat"], {}),
-        "mask_decoder": StageExport(
-            "mask_decoder", MaskDecoderStage(m).eval(),
-            (rnd(1, 256, f, f), rnd(1, 32, 4 * f, 4 * f), rnd(1, 64, 2 * f, 2 * f),
-             torch.rand(1, 3, 2, generator=gen) * s, torch.tensor([[1, 0, 1]], dtype=torch.int32),
-             rnd(1, 1, 4 * f, 4 * f), torch.ones(1)),
-            ["image_embed", "high_res_feat0", "high_res_feat1", "point_coords", "point_labels", "mask_input",
-             "has_mask_input"],
-            ["masks", "iou", "obj_ptr", "object_score"],
-            {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}),
-        "memory_attention": StageExport(
-            "memory_attention", MemoryAttentionStage(m, vision_pos).eval(),
-            (rnd(1, 256, f, f), rnd(2, 64, f, f), rnd(2, 64, f, f), rnd(2, 256), rnd(2, 64)),
-            ["curr", "memory", "memory_pos", "obj_ptrs", "obj_ptr_pos"], ["pix_feat_with_mem"],
-            {"memory": {0: "num_memory_frames"}, "memory_pos": {0: "num_memory_frames"},
-             "obj_ptrs": {0: "num_obj_ptrs"}, "obj_ptr_pos": {0: "num_obj_ptrs"}}),
-        "memory_encoder": StageExport(
-            "memory_encoder", MemoryEncoderStage(m).eval(), (rnd(1, 256, f, f), rnd(1, 1, s, s) * 10),
-            ["pix_feat", "mask_for_mem"], ["maskmem_features"], {}),
-    }
-    if static is not None:
-        stages.update(_static_stages(built, vision_pos, static, rnd))
-    return stages
-
-
-def _static_stages(built: BuiltModel, vision_pos: Any, static: StaticShapes, rnd: Callable) -> dict[str, StageExport]:
-    """Memory attention and decoder over fixed slots, with validity inputs and no dynamic axis."""
-    import torch
-
-    from engine.export.static_stages import StaticMaskDecoderStage, StaticMemoryAttentionStage
-
-    m = built.model
-    s = built.image_size
-    f = s // m.backbone_stride
-    slots, ptrs, points = static.memory_slots, static.pointer_slots, static.points
-
-    def first(n: int, total: int) -> Any:
+    def first(n: int, total: int) -> torch.Tensor:
         valid = torch.zeros(total)
         valid[:n] = 1.0
         return valid
 
-    return {
-        "mask_decoder": StageExport(
+    vision_pos = torch.from_numpy(constants["vision_pos_enc"])
+    features = (rnd(1, 256, f, f), rnd(1, 32, 4 * f, 4 * f), rnd(1, 64, 2 * f, 2 * f))
+    mask = (rnd(1, 1, 4 * f, 4 * f), torch.ones(1))
+    decoder_inputs = ["image_embed", "high_res_feat0", "high_res_feat1", "point_coords", "point_labels",
+                      "mask_input", "has_mask_input"]
+    decoder_outputs = ["masks", "iou", "obj_ptr", "object_score"]
+    attention_inputs = ["curr", "memory", "memory_pos", "obj_ptrs", "obj_ptr_pos"]
+    if static is None:
+        decoder = StageExport(
+            "mask_decoder", MaskDecoderStage(m).eval(),
+            (*features, torch.rand(1, 3, 2, generator=gen) * s, torch.tensor([[1, 0, 1]], dtype=torch.int32), *mask),
+            decoder_inputs, decoder_outputs,
+            {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}})
+        attention = StageExport(
+            "memory_attention", family.memory_attention(vision_pos, False, query_blocks).eval(),
+            (rnd(1, 256, f, f), rnd(2, 64, a, b), rnd(2, 64, a, b), rnd(2, 256), rnd(2, 64)),
+            attention_inputs, ["pix_feat_with_mem"],
+            {"memory": {0: "num_memory_frames"}, "memory_pos": {0: "num_memory_frames"},
+             "obj_ptrs": {0: "num_obj_ptrs"}, "obj_ptr_pos": {0: "num_obj_ptrs"}})
+    else:  # fixed slots with validity inputs, no dynamic axis
+        slots, ptrs, points = static.memory_slots, static.pointer_slots, static.points
+        decoder = StageExport(
             "mask_decoder", StaticMaskDecoderStage(m).eval(),
-            (rnd(1, 256, f, f), rnd(1, 32, 4 * f, 4 * f), rnd(1, 64, 2 * f, 2 * f),
-             torch.rand(1, points, 2) * s, torch.ones(1, points, dtype=torch.int32), first(2, points)[None],
-             rnd(1, 1, 4 * f, 4 * f), torch.ones(1)),
-            ["image_embed", "high_res_feat0", "high_res_feat1", "point_coords", "point_labels", "point_valid",
-             "mask_input", "has_mask_input"],
-            ["masks", "iou", "obj_ptr", "object_score"], {}),
-        "memory_attention": StageExport(
-            "memory_attention", StaticMemoryAttentionStage(m, vision_pos).eval(),
-            (rnd(1, 256, f, f), rnd(slots, 64, f, f), rnd(slots, 64, f, f), first(2, slots),
+            (*features, torch.rand(1, points, 2) * s, torch.ones(1, points, dtype=torch.int32), first(2, points)[None],
+             *mask),
+            [*decoder_inputs[:5], "point_valid", *decoder_inputs[5:]], decoder_outputs, {})
+        attention = StageExport(
+            "memory_attention", family.memory_attention(vision_pos, True, query_blocks).eval(),
+            (rnd(1, 256, f, f), rnd(slots, 64, a, b), rnd(slots, 64, a, b), first(2, slots),
              rnd(ptrs, 256), rnd(ptrs, 64), first(2, ptrs)),
             ["curr", "memory", "memory_pos", "memory_valid", "obj_ptrs", "obj_ptr_pos", "obj_ptr_valid"],
-            ["pix_feat_with_mem"], {}),
+            ["pix_feat_with_mem"], {})
+    return {
+        "image_encoder": StageExport(
+            "image_encoder", family.image_encoder().eval(), (rnd(1, 3, s, s),), ["image"],
+            ["high_res_feat0", "high_res_feat1", "vision_feat"], {}),
+        "mask_decoder": decoder,
+        "memory_attention": attention,
+        "memory_encoder": StageExport(
+            "memory_encoder", family.memory_encoder().eval(), (rnd(1, 256, f, f), rnd(1, 1, s, s) * 10),
+            ["pix_feat", "mask_for_mem"], ["maskmem_features"], {}),
     }
 
 
@@ -181,12 +166,14 @@ def compute_constants(built: BuiltModel) -> dict[str, np.ndarray]:
     """Learned and shape-only tensors the numpy core needs between the stages."""
     import torch
 
+    from engine.export.families import family_of
+
     m = built.model
     s = built.image_size
     f = s // m.backbone_stride
     with torch.no_grad():
         pos = m.image_encoder.neck.position_encoding(torch.zeros(1, 256, f, f))
-        mem_pos = m.memory_encoder.position_encoding(torch.zeros(1, m.mem_dim, f, f))
+        mem_pos = family_of(built).memory_pos()  # SAM 2: sine on the feature grid; EdgeTAM: of its latents
         c = {
             "no_mem_embed": m.no_mem_embed.reshape(-1),
             "maskmem_tpos_enc": m.maskmem_tpos_enc.reshape(m.num_maskmem, m.mem_dim),
@@ -217,6 +204,8 @@ def model_hyperparameters(built: BuiltModel) -> dict[str, Any]:
         "dynamic_multimask_stability_delta": dec.dynamic_multimask_stability_delta,
         "dynamic_multimask_stability_thresh": dec.dynamic_multimask_stability_thresh,
     }
+    # EdgeTAM's reference ships the video predictor of before Meta's December 2024 revision
+    values["retrack_corrected_frames"] = built.variant.reference != "edgetam"
     for key in MODEL_KEYS:
         if key not in values:
             values[key] = getattr(m, key)
@@ -247,14 +236,17 @@ def export_model_set(
     force: bool = False,
     log: Callable[[str], None] = print,
     static: StaticShapes | None = None,
+    query_blocks: int = 1,
 ) -> Manifest:
-    """Export every stage of `built` into `out` (with fixed shapes when `static` gives the capacities).
-    Nothing is left behind in `out` if anything fails."""
+    """Export every stage of `built` into `out` (with fixed shapes when `static` gives the capacities; memory
+    attention in `query_blocks` blocks of queries). Nothing is left behind in `out` if anything fails."""
+    from engine.export.families import family_of
+
     with staged_output_dir(Path(out), force) as tmp:
         constants = compute_constants(built)
         stages: dict[str, StageSpec] = {}
         timings: dict[str, float] = {}
-        for name, stage in _example_inputs(built, constants, static).items():
+        for name, stage in _example_inputs(built, constants, static, query_blocks).items():
             t0 = time.perf_counter()
             path = tmp / f"{name}.onnx"
             log(f"  exporting {name} ...")
@@ -269,9 +261,10 @@ def export_model_set(
             model=model_hyperparameters(built),
             stages=stages,
             static=static,
+            architecture=family_of(built).architecture(),
             provenance={"weights": built.weights, "versions": _versions(),
                         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        "export_seconds": timings},
+                        "export_seconds": timings, "options": {"attention_query_blocks": query_blocks}},
         )
         write_manifest(tmp / MANIFEST, manifest)
     return manifest

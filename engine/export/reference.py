@@ -40,6 +40,24 @@ def _connected_components_cpu(mask):
     return torch.from_numpy(labels).to(mask.device), torch.from_numpy(areas).to(mask.device)
 
 
+def _perceive_each_object(perceiver: Any) -> None:
+    """EdgeTAM's predictor encodes the memories of all objects as one batch, and its perceiver cannot take a
+    batch: `forward_2d` views an expanded tensor, which fails for more than one object (edgetam-dimos 1.0.1).
+    Running it once per object is what a batch of one computes; the engine's memory encoder does the same."""
+    import torch
+
+    batched = perceiver.forward
+
+    def forward(x, pos=None):
+        if x.shape[0] == 1:
+            return batched(x, pos)
+        outs = [batched(x[i:i + 1], None if pos is None else pos[i:i + 1]) for i in range(x.shape[0])]
+        latents = torch.cat([o[0] for o in outs])
+        return latents, (None if pos is None else torch.cat([o[1] for o in outs]))
+
+    perceiver.forward = forward
+
+
 class _LazyFrames:
     """Indexable like the reference's image tensor; preprocesses frames on demand."""
 
@@ -73,6 +91,8 @@ class ReferenceTracker:
 
     def __init__(self, built: BuiltModel, fill_holes: bool = True) -> None:
         self.predictor = built.model
+        if getattr(built.model, "spatial_perceiver", None) is not None:
+            _perceive_each_object(built.model.spatial_perceiver)
         self.image_size = built.image_size
         self.fill_holes = fill_holes
         self.stage_log: list[tuple[str, float]] | None = None
@@ -96,7 +116,8 @@ class ReferenceTracker:
             module.register_forward_pre_hook(pre)
             module.register_forward_hook(post)
         self._started: dict[str, float] = {}
-        hw = (self.image_size // 16) ** 2
+        perceiver = getattr(m, "spatial_perceiver", None)  # EdgeTAM: a memory is the perceiver's latents
+        hw = (self.image_size // 16) ** 2 if perceiver is None else perceiver.num_latents + perceiver.num_latents_2d
 
         def memory_size(_module, _args, kwargs):
             ptr_tokens = int(kwargs.get("num_obj_ptr_tokens", 0))

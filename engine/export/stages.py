@@ -23,7 +23,10 @@ def feature_size(model: Any) -> int:
 
 # --------------------------------------------------------------------------- image encoder
 class ImageEncoderStage(nn.Module):
-    """image [1,3,S,S] -> high_res_feat0 [1,32,S/4,S/4], high_res_feat1 [1,64,S/8,S/8], vision_feat [1,256,S/16,S/16]."""
+    """image [1,3,S,S] -> high_res_feat0 [1,32,S/4,S/4], high_res_feat1 [1,64,S/8,S/8], vision_feat [1,256,S/16,S/16].
+
+    The trunk's levels go through the reference's FPN neck and the decoder's high-res projections;
+    `trunk_levels` is the family's (Hiera here)."""
 
     def __init__(self, model: Any) -> None:
         super().__init__()
@@ -32,12 +35,13 @@ class ImageEncoderStage(nn.Module):
         self.scalp = model.image_encoder.scalp
         self.conv_s0 = model.sam_mask_decoder.conv_s0
         self.conv_s1 = model.sam_mask_decoder.conv_s1
-        grid = model.image_size // 4  # Hiera's patch embedding has stride 4
-        with torch.no_grad():
-            pos = self.trunk._get_pos_embed((grid, grid)).detach().clone()
-        self.register_buffer("hiera_pos_embed", pos, persistent=False)
+        if hasattr(self.trunk, "_get_pos_embed"):  # Hiera
+            grid = model.image_size // 4  # Hiera's patch embedding has stride 4
+            with torch.no_grad():
+                pos = self.trunk._get_pos_embed((grid, grid)).detach().clone()
+            self.register_buffer("hiera_pos_embed", pos, persistent=False)
 
-    def forward(self, image: torch.Tensor):
+    def trunk_levels(self, image: torch.Tensor) -> list[torch.Tensor]:
         trunk = self.trunk
         x = trunk.patch_embed(image) + self.hiera_pos_embed
         levels = []
@@ -45,7 +49,10 @@ class ImageEncoderStage(nn.Module):
             x = block(x)
             if i == trunk.stage_ends[-1] or (i in trunk.stage_ends and trunk.return_interm_layers):
                 levels.append(x.permute(0, 3, 1, 2))
-        features, _ = self.neck(levels)
+        return levels
+
+    def forward(self, image: torch.Tensor):
+        features, _ = self.neck(self.trunk_levels(image))
         if self.scalp > 0:
             features = features[: -self.scalp]
         return self.conv_s0(features[0]), self.conv_s1(features[1]), features[-1]
@@ -110,7 +117,7 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 class MemoryAttentionStage(nn.Module):
     """Condition the current frame's feature on the object's memory.
 
-    curr [1,256,h,w] raw vision feature; memory / memory_pos [M,64,h,w] spatial memories and their
+    curr [1,256,h,w] raw vision feature; memory / memory_pos [M,64,a,b] spatial memories (a,b = h,w in SAM 2) and their
     position (sine + temporal encoding, added by the host); obj_ptrs [N,256] and obj_ptr_pos [N,64].
     -> pix_feat_with_mem [1,256,h,w]. M >= 1 and N >= 0 are dynamic.
 
@@ -119,8 +126,9 @@ class MemoryAttentionStage(nn.Module):
     weighted sum runs over 64-d memory instead of 256-d values.
     """
 
-    def __init__(self, model: Any, vision_pos: torch.Tensor) -> None:
+    def __init__(self, model: Any, vision_pos: torch.Tensor, query_chunks: int = 1) -> None:
         super().__init__()
+        self.query_chunks = query_chunks
         ma = model.memory_attention
         self.layers = ma.layers
         self.norm = ma.norm
@@ -149,7 +157,7 @@ class MemoryAttentionStage(nn.Module):
         q = _rotate(attn.q_proj(qk_in), self.rope_cos, self.rope_sin)
         k = _rotate(attn.k_proj(qk_in), self.rope_cos, self.rope_sin)
         v = attn.v_proj(t)
-        out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
+        out = self._sdpa(q, k, v)
         return x + attn.out_proj(out)
 
     def _cross_attention(self, i: int, layer, x, mem, mem_pos, ptr, ptr_pos, key_bias=None) -> torch.Tensor:
@@ -161,13 +169,27 @@ class MemoryAttentionStage(nn.Module):
             k_mem, k_ptr = mem + mem_pos, ptr + ptr_pos
         else:
             k_mem, k_ptr = mem, ptr
-        # spatial keys: [M, HW, 256], rotated per frame by broadcasting the one HW table
-        k_mem = _rotate(attn.k_proj(k_mem), self.rope_cos, self.rope_sin)
+        k_mem = self._rotate_memory_keys(attn.k_proj(k_mem))
         k = torch.cat((k_mem.reshape(1, -1, k_mem.shape[-1]), attn.k_proj(k_ptr).unsqueeze(0)), dim=1)
         v = torch.cat((mem.reshape(1, -1, mem.shape[-1]), ptr.unsqueeze(0)), dim=1)
-        out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), attn_mask=key_bias,
-                                             scale=1.0 / math.sqrt(q.shape[-1])).squeeze(1)
+        out = self._sdpa(q, k, v, key_bias)
         return x + F.linear(out, self.folded_w[i], self.folded_b[i])
+
+    def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """One-head attention [1, Q, d] over [1, K, d], in `query_chunks` blocks of queries.
+
+        Each query's softmax row is its own, so blocks of queries give the same result while the score
+        matrix held at once shrinks by the block count (ONNX Runtime materialises Q x K scores: 470 MB for
+        a full SAM 2.1 bank at 1024, with its temporaries several times that)."""
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        blocks = q.chunk(self.query_chunks, dim=1) if self.query_chunks > 1 else (q,)
+        outs = [F.scaled_dot_product_attention(b.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), attn_mask=bias,
+                                               scale=scale).squeeze(1) for b in blocks]
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+
+    def _rotate_memory_keys(self, k: torch.Tensor) -> torch.Tensor:
+        """Spatial keys [M, HW, 256], rotated per frame by broadcasting the one HW table."""
+        return _rotate(k, self.rope_cos, self.rope_sin)
 
     def forward(self, curr, memory, memory_pos, obj_ptrs, obj_ptr_pos):
         return self.attend(curr, memory, memory_pos, obj_ptrs, obj_ptr_pos)
@@ -202,6 +224,8 @@ class MemoryAttentionReference(nn.Module):
         super().__init__()
         self.ma = model.memory_attention
         self.vision_pos = vision_pos
+        # EdgeTAM's SAM2Base also tells its memory attention how many memories precede the pointers
+        self.count_memories = getattr(model, "spatial_perceiver", None) is not None
 
     def forward(self, curr, memory, memory_pos, obj_ptrs, obj_ptr_pos):
         _, c, h, w = curr.shape
@@ -219,6 +243,7 @@ class MemoryAttentionReference(nn.Module):
             memory=torch.cat(tokens, 0),
             memory_pos=torch.cat(pos, 0),
             num_obj_ptr_tokens=n * (c // mem_dim),
+            **({"num_spatial_mem": memory.shape[0]} if self.count_memories else {}),
         )
         return out.permute(1, 2, 0).reshape(1, c, h, w)
 

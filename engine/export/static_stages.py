@@ -35,7 +35,7 @@ class StaticMemoryAttentionStage(MemoryAttentionStage):
     """
 
     def forward(self, curr, memory, memory_pos, memory_valid, obj_ptrs, obj_ptr_pos, obj_ptr_valid):
-        hw = curr.shape[2] * curr.shape[3]
+        hw = memory.shape[2] * memory.shape[3]  # tokens per memory
         splits = obj_ptrs.shape[1] // memory.shape[1]
         keep = torch.cat((memory_valid.reshape(-1, 1).expand(-1, hw).reshape(-1),
                           obj_ptr_valid.reshape(-1, 1).expand(-1, splits).reshape(-1)))

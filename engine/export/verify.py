@@ -55,6 +55,7 @@ def build_cases(built: BuiltModel, ms: ModelSet, seed: int = 7) -> list[Case]:
     m = built.model
     s = built.image_size
     f = ms.manifest.feat_size
+    a, b = ms.manifest.memory_grid
     rng = np.random.default_rng(seed)
 
     def rnd(*shape: int, scale: float = 1.0) -> np.ndarray:
@@ -100,7 +101,7 @@ def build_cases(built: BuiltModel, ms: ModelSet, seed: int = 7) -> list[Case]:
     curr = rnd(1, 256, f, f)
     for frames in MEMORY_FRAMES:
         for ptrs in POINTER_COUNTS:
-            inputs = {"curr": curr, "memory": rnd(frames, 64, f, f), "memory_pos": rnd(frames, 64, f, f),
+            inputs = {"curr": curr, "memory": rnd(frames, 64, a, b), "memory_pos": rnd(frames, 64, a, b),
                       "obj_ptrs": rnd(ptrs, 256), "obj_ptr_pos": rnd(ptrs, 64)}
 
             def ref_ma(inputs=inputs) -> dict[str, np.ndarray]:
@@ -113,7 +114,11 @@ def build_cases(built: BuiltModel, ms: ModelSet, seed: int = 7) -> list[Case]:
 
     def ref_enc() -> dict[str, np.ndarray]:
         out = m.memory_encoder(t(enc_inputs["pix_feat"]), t(enc_inputs["mask_for_mem"]), skip_mask_sigmoid=True)
-        return {"maskmem_features": out["vision_features"]}
+        perceiver = getattr(m, "spatial_perceiver", None)
+        if perceiver is None:
+            return {"maskmem_features": out["vision_features"]}
+        latents, _ = perceiver(out["vision_features"], out["vision_pos_enc"][0])  # EdgeTAM, as its SAM2Base
+        return {"maskmem_features": latents.transpose(1, 2).unsqueeze(2)}  # the stage's [1, 64, 1, L] layout
 
     cases.append(Case("memory_encoder", "random mask", enc_inputs, ref_enc))
     return cases

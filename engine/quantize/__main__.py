@@ -158,7 +158,7 @@ def _manifest(ms: ModelSet, stages: dict, chosen: list[str], args: argparse.Name
                                      "mask": str(p.mask) if p.mask else None} for p in prompts]},
     }
     return Manifest(variant=m.variant, family=m.family, model=dict(m.model), stages=stages, static=m.static,
-                    provenance={**m.provenance, "quantization": quantization})
+                    architecture=dict(m.architecture), provenance={**m.provenance, "quantization": quantization})
 
 
 if __name__ == "__main__":

@@ -127,3 +127,19 @@ def test_bench_static_model_must_be_static(modelset_dir, capsys):
                                 str(modelset_dir), "--frames", "1", "--warmup", "0"])
     assert code != 0
     assert "--static-model must be a static set" in capsys.readouterr().err
+
+
+def test_bench_runs_the_configs_model_and_compares_models(modelset_dir, static_modelset_dir, tmp_path, capsys):
+    """--config without --model times the config's own model set; --compare-model repeats each run on
+    another set in the same bench run, labelled by variant."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"model: {modelset_dir}\nbackend: {{name: onnxruntime, device: cpu}}\n")
+    out = tmp_path / "b"
+    code = run_cli(bench_main, ["--config", str(cfg), "--compare-model", str(static_modelset_dir), "--warmup", "2",
+                                "--frames", "1", "--out", str(out)])
+    console = capsys.readouterr().out
+    assert code == 0, console
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["path"] == str(modelset_dir) and report["model"]["compared"] == [str(static_modelset_dir)]
+    labels = [r["label"] for r in report["runs"]]
+    assert labels == ["onnxruntime cpu f32, sam2.1_hiera_tiny 512", "onnxruntime cpu f32, sam2.1_hiera_tiny 512 static"]

@@ -22,6 +22,9 @@ def test_ready_configs_parse(path):
         # fixed-shape compilers: the static set, and the cap on prompted frames its slots need
         assert cfg.model.name == "sam2.1_hiera_tiny_static"
         assert cfg.tracker.max_cond_frames == 2
+    elif path.stem.startswith("edgetam"):  # the EdgeTAM family: its exact set, or the 512² set measured fast
+        assert cfg.model.name == ("edgetam_512" if path.stem.endswith("-fast") else "edgetam")
+        assert cfg.tracker.max_cond_frames is None
     else:
         assert cfg.model.name == "sam2.1_hiera_tiny"
         assert cfg.tracker.max_cond_frames is None  # Meta's rule: every prompted frame

@@ -28,3 +28,18 @@ def test_real_rope_memory_attention_matches_complex_reference(built_tiny, models
         with torch.no_grad():
             got, want = stage(*args), ref(*args)
         assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+
+
+def test_query_blocks_change_nothing(built_tiny, modelset):
+    """Memory attention in blocks of queries (less memory on ONNX Runtime) equals the one-block stage."""
+    m = built_tiny.model
+    pos = torch.from_numpy(modelset.constants["vision_pos_enc"])
+    gen = torch.Generator().manual_seed(2)
+    args = (torch.randn(1, 256, 32, 32, generator=gen), torch.randn(3, 64, 32, 32, generator=gen),
+            torch.randn(3, 64, 32, 32, generator=gen), torch.randn(5, 256, generator=gen),
+            torch.randn(5, 64, generator=gen))
+    with torch.no_grad():
+        whole = MemoryAttentionStage(m, pos)(*args)
+        for blocks in (2, 16):
+            got = MemoryAttentionStage(m, pos, query_chunks=blocks)(*args)
+            assert (got - whole).abs().max() <= 1e-6 * whole.abs().max(), blocks
