@@ -63,8 +63,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--attention-blocks", type=int, default=1, metavar="N",
                    help="memory attention in N blocks of queries: the same results with an N times smaller score "
                         "matrix. ONNX Runtime materialises it (a full SAM 2.1 bank at 1024: 2.6 GB peak; 16 blocks: "
-                        "0.9 GB); OpenVINO's fused attention does not and runs a few percent slower in blocks "
-                        "(default 1)")
+                        "0.9 GB); OpenVINO's fused attention does not, and runs slower in blocks (default 1)")
     p.add_argument("--verify", action="store_true",
                    help="compare every stage on ONNX Runtime CPU and OpenVINO CPU f32 with PyTorch")
     p.add_argument("--report", type=Path, help="with --verify: write the parity table as JSON here")
