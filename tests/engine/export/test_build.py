@@ -43,10 +43,13 @@ def test_unknown_variant_lists_known_ones():
         assert name in str(err.value)
 
 
-def test_eight_variants():
+def test_eight_sam2_variants_and_edgetam():
     assert sorted(VARIANTS) == sorted(
-        f"{fam}_hiera_{size}" for fam in ("sam2", "sam2.1") for size in ("tiny", "small", "base_plus", "large")
+        [f"{fam}_hiera_{size}" for fam in ("sam2", "sam2.1") for size in ("tiny", "small", "base_plus", "large")]
+        + ["edgetam"]
     )
+    assert {v.reference for v in VARIANTS.values()} == {"sam2", "edgetam"}
+    assert VARIANTS["edgetam"].family == "edgetam" and VARIANTS["edgetam"].reference == "edgetam"
 
 
 def test_missing_checkpoint_file(tmp_path):
