@@ -96,8 +96,8 @@ def test_other_refusals(modelset_dir, tmp_path):
     with pytest.raises(Exception, match="--out must differ from --model"):
         quantize_main(["--model", str(modelset_dir), "--calibration", "v.mp4", "--out", str(modelset_dir)])
     ms = ModelSet.load(modelset_dir)
-    ms.manifest.variant = "edgetam"
-    with pytest.raises(ModelSetError, match="variant edgetam, which this quantizer has no recipe for"):
+    ms.manifest.variant = "sam3_hiera_tiny"  # a variant this engine does not know (EdgeTAM it quantizes)
+    with pytest.raises(ModelSetError, match="variant sam3_hiera_tiny, which this quantizer has no recipe for"):
         check_source(ms)
 
 
