@@ -43,6 +43,15 @@ def main(spec_path: str) -> int:
         ref = ReferenceTracker(built)
         for scenario in SCENARIOS[name]:
             result["reference"][scenario.name] = run_reference(ref, scenario, clips[scenario.clip], mask_of)
+    # --checkpoint: the weights saved as Meta's checkpoints hold them ({"model": state_dict}) load back whole
+    import torch
+
+    ckpt = out / "edgetam.pt"
+    torch.save({"model": built.model.state_dict()}, ckpt)
+    loaded = build_model(get_variant("edgetam"), IMAGE_SIZE, checkpoint=ckpt)
+    mine, theirs = built.model.state_dict(), loaded.model.state_dict()
+    result["checkpoint"] = {"weights": loaded.weights, "keys": len(mine),
+                            "equal": mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)}
     (out / "reference.pkl").write_bytes(pickle.dumps(result))
     return 0
 

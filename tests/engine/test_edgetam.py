@@ -65,6 +65,13 @@ def test_manifest_names_the_family_and_its_architecture(edgetam_runs):
     assert m.rules.num_maskmem == 7 and not m.rules.no_obj_embed_spatial
 
 
+def test_checkpoint_round_trip(edgetam_runs):
+    """A checkpoint in Meta's layout ({"model": state_dict}) loads every EdgeTAM weight, RepViT's included."""
+    ck = edgetam_runs["checkpoint"]
+    assert ck["equal"] and ck["keys"] > 500
+    assert ck["weights"]["source"] == "checkpoint" and len(ck["weights"]["sha256"]) == 64
+
+
 def test_stage_parity_with_pytorch(edgetam_runs):
     for name, rows in edgetam_runs["stage_parity"].items():
         assert {r[0] for r in rows} == {"image_encoder", "mask_decoder", "memory_attention", "memory_encoder"}
