@@ -150,6 +150,13 @@ def test_cli_bad_set_value(capsys, tmp_path):
     assert code == 2 and "PARAM=NUMBER" in err
 
 
+@pytest.mark.parametrize("blocks", ["0", "65"])
+def test_cli_attention_blocks_out_of_range(blocks, capsys, tmp_path):
+    code, err = _run_cli(["--out", str(tmp_path / "x"), "--attention-blocks", blocks, "--image-size", "512"], capsys)
+    assert code == 2 and "--attention-blocks must lie between 1 and 64" in err
+    assert not (tmp_path / "x").exists()
+
+
 def test_default_out_path():
     from engine.export.__main__ import default_out
 
