@@ -49,8 +49,7 @@ class EdgeTamMemoryEncoderStage(nn.Module):
     """pix_feat [1,256,h,w], mask_for_mem [1,1,S,S] -> maskmem_features [1,64,1,L] (L perceiver latents)."""
 
     def __init__(self, model: Any) -> None:
-        super().__init__()
-        check_supported(model)
+        super().__init__()  # EdgeTamFamily has refused what the host could not complete (check_supported)
         self.memory_encoder = model.memory_encoder
         self.perceiver = model.spatial_perceiver
 
