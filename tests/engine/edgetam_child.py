@@ -15,8 +15,8 @@ import pickle
 import sys
 from pathlib import Path
 
-from tests.engine.edgetam_scenarios import CALIBRATIONS, IMAGE_SIZE, SCENARIOS, SEED, mask_of
-from tests.engine.parity import run_reference
+from tests.engine.edgetam_scenarios import CALIBRATIONS, IMAGE_SIZE, PER_OBJECT, SCENARIOS, SEED, mask_of
+from tests.engine.parity import run_reference, run_reference_per_object
 
 
 def main(spec_path: str) -> int:
@@ -42,7 +42,8 @@ def main(spec_path: str) -> int:
             export_model_set(built, out / "present_static", log=lambda _msg: None, static=static)
         ref = ReferenceTracker(built)
         for scenario in SCENARIOS[name]:
-            result["reference"][scenario.name] = run_reference(ref, scenario, clips[scenario.clip], mask_of)
+            run = run_reference_per_object if scenario.name in PER_OBJECT else run_reference
+            result["reference"][scenario.name] = run(ref, scenario, clips[scenario.clip], mask_of)
     # --checkpoint: the weights saved as Meta's checkpoints hold them ({"model": state_dict}) load back whole
     import torch
 

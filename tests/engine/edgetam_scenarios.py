@@ -2,9 +2,11 @@
 
 EdgeTAM's predictor (edgetam-dimos 1.0.1) is the SAM 2 video predictor of before Meta's December 2024
 revision: it refuses an object added after tracking has started, and a prompt on one object makes that
-frame a conditioning frame of every object. The engine follows Meta's current per-object rules for both
-families, so the scenarios here are those on which both generations of the predictor agree: every object
-is prompted before tracking starts, and corrections refine objects that exist.
+frame a conditioning frame of every object. The engine follows Meta's current rules for both families,
+under which objects are tracked independently. So the scenarios here are those on which both generations
+of the predictor agree (every object prompted before tracking starts, corrections of objects that exist),
+plus those of PER_OBJECT: an object added mid-video, answered by one reference session per object
+(tests/engine/parity.py: run_reference_per_object, checked on Meta's predictor to equal one session).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ SEED = 0
 CALIBRATIONS = {"present": (-0.06, 0.4), "absent": (-0.06, 0.0)}
 
 _SHARED = ("click", "box", "mask", "negative+refine", "reverse", "forward, correct far back, reverse",
-           "below model size, reverse")
+           "below model size, reverse", "two objects")
+PER_OBJECT = {"two objects"}  # object 2 is added on frame 3, after object 1 was tracked over frames 0-3
 _BEDROOM = next(s for s in SAM2_SCENARIOS if s.name == "bedroom, two objects, absent").steps
 SCENARIOS: dict[str, list[Scenario]] = {
     "present": [s for s in SAM2_SCENARIOS if s.name in _SHARED]

@@ -86,6 +86,71 @@ def run_reference(ref, scenario: Scenario, frames_dir: Path, mask_of) -> list[Fr
         predictor.add_all_frames_to_correct_as_cond = saved
 
 
+def run_reference_per_object(ref, scenario: Scenario, frames_dir: Path, mask_of) -> list[FrameRecord]:
+    """The scenario as one reference session per object, merged into the records one session would give.
+
+    Under Meta's current predictor (December 2024 on) objects are tracked independently: each has its own
+    conditioning frames and memory, so a session with several objects is, object by object, the session
+    that prompts only that object. Predictors of before that revision (EdgeTAM's among them) refuse an
+    object added after tracking started; run per object they can still answer for such a scenario.
+    test_tracker_parity checks this identity on Meta's predictor itself.
+    """
+    assert not scenario.stream, "per-object sessions are offline scenarios"
+    order = list(dict.fromkeys(s.obj for s in scenario.steps if s.kind != "propagate"))
+    first = {o: next(i for i, s in enumerate(scenario.steps) if s.kind != "propagate" and s.obj == o) for o in order}
+    per_obj: dict[int, dict[int, list[FrameRecord]]] = {}  # object -> original step -> its records
+    for obj in order:
+        kept = [i for i, s in enumerate(scenario.steps)
+                if i >= first[obj] and (s.kind == "propagate" or s.obj == obj)]
+        for i in kept:
+            several = sum(first[o] <= i for o in order) > 1
+            if scenario.steps[i].kind == "propagate" and several and "start_frame_idx" not in scenario.steps[i].args:
+                # one session starts where the earliest object was prompted, each per-object one at its own
+                raise ValueError(f"{scenario.name}: step {i} propagates several objects without a start frame")
+        alone = Scenario(scenario.name, scenario.clip, tuple(scenario.steps[i] for i in kept), scenario.image_size)
+        records = _reference_steps(ref, alone, frames_dir, mask_of)
+        per_obj[obj] = {}
+        for r in records:
+            per_obj[obj].setdefault(kept[r.step], []).append(r)
+    merged: list[FrameRecord] = []
+    for i, step in enumerate(scenario.steps):
+        objs = [o for o in order if first[o] <= i]
+        if step.kind == "propagate":
+            runs = [per_obj[o][i] for o in objs]
+            for rows in zip(*runs, strict=True):
+                assert len({r.frame for r in rows}) == 1, (scenario.name, i, [r.frame for r in rows])
+                merged.append(_stacked(i, rows[0].frame, objs, rows))
+            continue
+        rows = [per_obj[o][i][0] if o == step.obj else _latest(per_obj[o], i, step.frame) for o in objs]
+        merged.append(_stacked(i, step.frame, objs, rows))
+    return merged
+
+
+def _latest(records: dict[int, list[FrameRecord]], before: int, frame: int) -> FrameRecord | None:
+    """An object's newest output on `frame` from steps before `before` (None: it has none there)."""
+    found = None
+    for k in sorted(records):
+        if k < before:
+            found = next((r for r in reversed(records[k]) if r.frame == frame), found)
+    return found
+
+
+def _stacked(step: int, frame: int, objs: list[int], rows: list[FrameRecord | None]) -> FrameRecord:
+    """One record of several objects, each taken from its own session (its only object)."""
+    like = next(r for r in rows if r is not None)
+    masks, lows, scores = [], [], []
+    for r in rows:
+        if r is None:  # no output on this frame yet: empty, as the predictor reports such an object
+            masks.append(np.zeros_like(like.masks[0]))
+            lows.append(np.full_like(like.low_res[0], -1024.0))
+            scores.append(-1024.0)
+        else:  # a session of one object
+            masks.append(r.masks[0])
+            lows.append(r.low_res[0])
+            scores.append(float(r.scores[0]))
+    return FrameRecord(step, frame, list(objs), np.stack(masks), np.stack(lows), np.asarray(scores, np.float32))
+
+
 def _as_offline(scenario: Scenario) -> Scenario:
     """A stream's pushes become propagations over the same frames (between prompts), as a user of Meta's
     predictor would drive it; its `track` steps of frames before any prompt produce nothing."""

@@ -23,7 +23,16 @@ from engine.profiling import ProfiledStages
 from engine.stages import StageSet
 from engine.tracker import Tracker
 from tests.conftest import require_data
-from tests.engine.parity import Comparison, FrameRecord, Scenario, Step, compare, run_engine, run_reference
+from tests.engine.parity import (
+    Comparison,
+    FrameRecord,
+    Scenario,
+    Step,
+    compare,
+    run_engine,
+    run_reference,
+    run_reference_per_object,
+)
 
 P = Step
 DAVIS_CLICK = [[420.0, 250.0]]
@@ -178,6 +187,29 @@ def test_both_object_score_branches_ran_on_tracked_frames(reference_runs):
                              if isinstance(r, FrameRecord)])
     assert np.any(scores > 0) and np.any((scores <= 0) & (scores > -1024)), \
         "the suite must see present and absent objects"
+
+
+def test_one_session_per_object_equals_one_session(built_tiny, reference_runs, clips):
+    """What EdgeTAM's mid-video-object parity rests on: Meta's current predictor tracks objects
+    independently, so "two objects" run as one session per object gives the one session's records."""
+    from engine.export.reference import ReferenceTracker
+
+    sc = next(s for s in SCENARIOS if s.name == "two objects")
+    split = run_reference_per_object(ReferenceTracker(built_tiny), sc, clips[sc.clip], mask_of)
+    whole = reference_runs[sc.name]
+    assert [(r.step, r.frame, r.obj_ids) for r in split] == [(r.step, r.frame, r.obj_ids) for r in whole]
+    assert any(len(r.obj_ids) == 2 for r in whole) and any(r.obj_ids == [1] for r in whole)
+    for a, b in zip(split, whole, strict=True):
+        assert np.array_equal(a.masks, b.masks), (a.step, a.frame)
+        assert np.abs(a.low_res - b.low_res).max() <= 1e-4, (a.step, a.frame)
+        assert np.allclose(a.scores, b.scores, atol=1e-4), (a.step, a.frame)
+
+
+def test_one_session_per_object_needs_start_frames():
+    sc = Scenario("x", "davis", (P("points", 0, 1, {"points": DAVIS_CLICK, "labels": [1]}),
+                                 P("points", 3, 2, {"points": DAVIS_CLICK, "labels": [1]}), P("propagate")))
+    with pytest.raises(ValueError, match="without a start frame"):
+        run_reference_per_object(None, sc, None, mask_of)
 
 
 def test_full_memory_bank_at_1024(built_tiny_1024, modelset_1024, clips):
