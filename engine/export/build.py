@@ -222,3 +222,27 @@ def build_model(
         weights["overrides"] = {k: float(v) for k, v in param_overrides.items()}
     model.eval()
     return BuiltModel(model=model, variant=variant, image_size=image_size, weights=weights)
+
+
+def rebuild_model(ms: Any, checkpoint: Path | None = None) -> BuiltModel:
+    """The PyTorch model a model set was exported from, rebuilt from its manifest's weight provenance (seed,
+    overrides, calibration; or the checkpoint, which must be passed and match the recorded sha256)."""
+    from engine.errors import ConfigError
+    from engine.variants import get_variant
+
+    variant = get_variant(ms.variant)
+    weights = ms.manifest.provenance.get("weights", {})
+    if weights.get("source") == "checkpoint":
+        if checkpoint is None:
+            raise ConfigError("this model set was exported from a checkpoint: pass --checkpoint with the same .pt "
+                              "to rebuild its PyTorch model")
+        if file_sha256(checkpoint) != weights.get("sha256"):
+            raise ConfigError(f"--checkpoint {checkpoint} is not the checkpoint this model set was made from")
+        return build_model(variant, ms.manifest.image_size, checkpoint=checkpoint)
+    overrides = weights.get("overrides") or {}
+    if any(not isinstance(v, (int, float)) for v in overrides.values()):
+        raise ConfigError(f"cannot rebuild the reference: the model set's weight overrides {overrides} "
+                          f"are not plain values")
+    cal = weights.get("calibration")
+    return build_model(variant, ms.manifest.image_size, seed=int(weights.get("seed", 0)),
+                       param_overrides=overrides or None, calibration=Calibration(**cal) if cal else None)
