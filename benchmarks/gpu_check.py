@@ -8,7 +8,9 @@ exported there):
 It (1) exports the default model set if --model is missing, (2) compares every stage on ORT CUDA with
 its PyTorch module (TF32 off, then ORT's default), (3) times each stage on ORT CUDA with and without IO
 binding, on ORT CPU and on PyTorch CUDA eager, with the same inputs, (4) tracks a synthetic clip on
-ORT CUDA with the benchmark harness, and (5) tries OpenVINO's GPU plugin when openvino is installed
+ORT CUDA with the benchmark harness, (5) makes the fp16 set (`engine.quantize --precision fp16`), times
+its stages and its tracking, and judges its masks against the f32 set on ORT CUDA (TF32 off) over --video,
+forward and reverse, with `engine.fidelity`, and (6) tries OpenVINO's GPU plugin when openvino is installed
 (it drives Intel GPUs; an NVIDIA card is reported as not seen). Results: gpu_check.json and
 gpu_check.md under --out, and a table on the console.
 """
@@ -25,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from backends.base import BackendConfig  # noqa: E402
 from engine.modelset import ModelSet  # noqa: E402
@@ -105,6 +108,11 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--skip-track", action="store_true")
     p.add_argument("--device", default="cuda", help="onnxruntime device to check (cpu for a dry run without a GPU)")
+    p.add_argument("--no-fp16", action="store_true", help="skip the fp16 set")
+    p.add_argument("--video", type=Path, default=ROOT.parent / "shared" / "data" / "davis-car-shadow" / "frames",
+                   help="clip on which the fp16 set's masks are judged (default: the shared DAVIS clip)")
+    p.add_argument("--point", default="420,250", help="click on --frame of --video for the fp16 judgement")
+    p.add_argument("--frame", type=int, default=20)
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import onnxruntime as ort
@@ -125,12 +133,10 @@ def main() -> int:
     tf32_off = {"use_tf32": 0} if args.device == "cuda" else {}
     # ---- parity: every stage on ORT CUDA against its PyTorch module (PyTorch on the CPU, f32)
     try:
-        from engine.export.build import build_model
+        from engine.export.build import rebuild_model
         from engine.export.verify import verify_model_set
-        from engine.variants import get_variant
 
-        built = build_model(get_variant(ms.variant), ms.manifest.image_size,
-                            seed=int(ms.manifest.provenance["weights"].get("seed", 0)))
+        built = rebuild_model(ms)  # the set's own weights: seed, overrides and calibration from its manifest
         rows = verify_model_set(built, ms, backends=[
             ("ort CUDA f32, TF32 off", BackendConfig(name="onnxruntime", device=args.device, provider_options=tf32_off)),
             ("ort CUDA f32, TF32 default", BackendConfig(name="onnxruntime", device=args.device)),
@@ -171,6 +177,8 @@ def main() -> int:
                 timing[key]["torch CUDA eager"] = time_stage(fns[stage], x, args.repeats, sync)
         elif sync:
             report["torch_cuda"] = sync
+    if not args.no_fp16:
+        report["fp16"] = check_fp16(args, ms, timing)
     report["stage_timing"] = timing
 
     # ---- tracking on ORT CUDA with the benchmark harness
@@ -198,7 +206,7 @@ def main() -> int:
         lines += ["| backend / stage | worst case | output | max abs | rel |", "| --- | --- | --- | --- | --- |"]
         lines += [f"| {k} | {v['case']} | {v['output']} | {v['max_abs']:.2e} | {v['rel']:.2e} |"
                   for k, v in report["parity_worst_per_stage"].items()]
-    names = ["ort CUDA", "ort CUDA io_binding", "torch CUDA eager", "ort CPU"]
+    names = ["ort CUDA", "ort CUDA io_binding", "ort CUDA fp16 io_binding", "torch CUDA eager", "ort CPU"]
     lines += ["", "| stage (median ms) | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     for stage, d in timing.items():
         lines.append(f"| {stage} | " + " | ".join(f"{d[n]['median_ms']:.2f}" if n in d else "-" for n in names) + " |")
@@ -208,7 +216,49 @@ def main() -> int:
         print(report["tracking_console"][-2500:])
     if report.get("tracking_error"):
         print("tracking failed:", report["tracking_error"][-1500:])
+    for key, value in (report.get("fp16") or {}).items():
+        print(f"fp16 {key}: {str(value)[-2500:]}")
     return 0
+
+
+def check_fp16(args: argparse.Namespace, ms: ModelSet, timing: dict) -> dict:
+    """The fp16 set: made here, its stages timed beside the f32 ones, its tracking and its masks."""
+    out: dict = {}
+    half = args.out / f"{args.model.name}_fp16"
+    made = subprocess.run([sys.executable, "-m", "engine.quantize", "--model", str(args.model.resolve()), "--precision",
+                           "fp16", "--out", str(half), "--force", "--quiet"], capture_output=True, text=True, cwd=ROOT)
+    if made.returncode != 0:
+        return {"error": made.stderr[-2000:]}
+    hms = ModelSet.load(half)
+    stages = StageSet.load(hms, BackendConfig(name="onnxruntime", device=args.device, io_binding=True))
+    for label, frames, ptrs in (("7 memory frames, 16 pointers", 7, 16), ("1 memory frame, 1 pointer", 1, 1)):
+        for stage, x in random_inputs(hms, frames, ptrs).items():
+            if stage != "memory_attention" and label.startswith("1"):
+                continue
+            key = stage if stage != "memory_attention" else f"memory_attention ({label})"
+            timing.setdefault(key, {})["ort CUDA fp16 io_binding"] = time_stage(
+                lambda v, s=stage: stages.run(s, v), x, args.repeats)
+    bench = subprocess.run([sys.executable, "-m", "engine.bench", "--backend", "onnxruntime", "--device", args.device,
+                            "--model", str(half), "--objects", "1", "--out", str(args.out / "bench-fp16")],
+                           capture_output=True, text=True, cwd=ROOT)
+    out["tracking_console"] = bench.stdout[-3000:] if bench.returncode == 0 else bench.stderr[-3000:]
+    if not args.video.exists():
+        out["fidelity"] = f"not judged: {args.video} is not here (--video)"
+        return out
+    configs = {}
+    for name, model, options in (("candidate", half, {}), ("exact", args.model.resolve(), {"use_tf32": 0})):
+        path = args.out / f"fp16-{name}.yaml"
+        path.write_text(json.dumps({"model": str(model), "tracker": {"memory_dtype": "float32"},
+                                    "backend": {"name": "onnxruntime", "device": args.device, "io_binding": True,
+                                                "provider_options": options}}))
+        configs[name] = path
+    judged = subprocess.run([sys.executable, "-m", "engine.fidelity", "--candidate", str(configs["candidate"]),
+                             "--exact", str(configs["exact"]), "--video", str(args.video), "--frame", str(args.frame),
+                             "--point", args.point, "--direction", "both", "--min-iou", "0.98", "--quiet",
+                             "--out", str(args.out / "fp16-fidelity")], capture_output=True, text=True, cwd=ROOT)
+    out["fidelity"] = judged.stdout[-3000:] + judged.stderr[-1500:]
+    out["fidelity_exit"] = judged.returncode
+    return out
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import numpy as np
 from engine.cli import run_cli
 from engine.config import EngineConfig, load_config, parse_config
 from engine.errors import ConfigError, EngineError
+from engine.modelset import MANIFEST, ModelSet
 from engine.prompts import Prompt
 from engine.track import add_prompt_arguments, apply_prompt, collect_prompts
 
@@ -46,6 +47,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write fidelity.json and fidelity.png here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def float_source(ms: ModelSet) -> Path:
+    """The float set a quantized (int8/fp16) set was made from, which its exact run must use; else the set."""
+    done = ms.manifest.provenance.get("quantization")
+    if not done:
+        return ms.root
+    source = Path(done.get("source_set") or "")
+    if not (source / MANIFEST).is_file():
+        raise ConfigError(f"{ms.root} is a quantized copy of {done.get('source_set')!r}, which is not there: pass "
+                          f"--exact with a config of the float set it was made from")
+    return source
 
 
 def exact_config(model: Path) -> EngineConfig:
@@ -160,11 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or cand_cfg.model
     if model is None:
         raise ConfigError(f"config {args.candidate} names no model set: add `model:` or pass --model")
-    exact_cfg = load_config(args.exact) if args.exact else exact_config(Path(model))
     candidate = Tracker.from_config(cand_cfg, model=model)
+    exact_cfg = load_config(args.exact) if args.exact else exact_config(float_source(candidate.modelset))
     # an --exact config's own model set counts (e.g. a dynamic set judging a static one's masks)
     exact = Tracker.from_config(exact_cfg, model=args.model or exact_cfg.model or model)
     c, e = candidate.modelset.manifest, exact.modelset.manifest
+    if e.provenance.get("quantization"):
+        raise ConfigError(f"the exact run's model set {exact.modelset.root} is itself quantized "
+                          f"({e.provenance['quantization'].get('precision', 'int8')}); judge against a float set")
     if (c.variant, c.image_size) != (e.variant, e.image_size):
         raise EngineError(f"the candidate runs {c.variant} at {c.image_size}, the exact config {e.variant} at "
                           f"{e.image_size}; compare like with like")

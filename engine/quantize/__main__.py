@@ -1,13 +1,17 @@
-"""python -m engine.quantize: an int8 model set from a float one and a calibration video.
+"""python -m engine.quantize: an int8 or fp16 model set from a float one.
 
     python -m engine.quantize --model models/sam2.1_hiera_tiny --calibration clip.mp4 --point 420,250 \
         --stages image_encoder --out models/sam2.1_hiera_tiny_int8
+    python -m engine.quantize --model models/sam2.1_hiera_tiny --precision fp16      # for GPUs
 
-Tracks the calibration video from the prompts with the exact configuration (ONNX Runtime CPU f32, float32
-memory), keeps every stage's inputs, quantizes the chosen stages with NNCF (QDQ int8 ONNX, run by ONNX
-Runtime and OpenVINO alike) and copies the others. Then it tracks the calibration clip again with the new
-set and records the mask IoU against the exact run in the manifest: an in-sample figure; judge a set on
-other footage with `python -m engine.fidelity`.
+int8: tracks the calibration video from the prompts with the exact configuration (ONNX Runtime CPU f32,
+float32 memory), keeps every stage's inputs, quantizes the chosen stages with NNCF (QDQ int8 ONNX, run by
+ONNX Runtime and OpenVINO alike) and copies the others.
+fp16: converts the chosen stages to float16 graphs with float32 inputs and outputs (engine/quantize/fp16.py),
+which ONNX Runtime's CUDA and TensorRT providers need for fp16; no calibration.
+Given a calibration video, it then tracks that clip again with the new set and records the mask IoU against
+the exact run in the manifest: an in-sample figure; judge a set on other footage with `python -m
+engine.fidelity`.
 """
 
 from __future__ import annotations
@@ -26,22 +30,26 @@ from engine.prompts import Prompt
 from engine.quantize.calibrate import MIN_FRAMES
 
 DEFAULT_FRAMES = 32
+PRECISIONS = ("int8", "fp16")
 
 
 def parser() -> argparse.ArgumentParser:
     from engine.track import add_prompt_arguments
 
     p = argparse.ArgumentParser(prog="python -m engine.quantize",
-                                description="Post-training int8 quantization of a model set (NNCF).")
+                                description="An int8 (NNCF post-training quantization) or fp16 model set.")
     p.add_argument("--model", type=Path, required=True, help="the float model set to quantize")
-    p.add_argument("--calibration", required=True, help="calibration video file or image folder")
+    p.add_argument("--precision", choices=PRECISIONS, default="int8",
+                   help="int8 (needs --calibration) or fp16 (float16 graphs for GPUs; default int8)")
+    p.add_argument("--calibration", help="calibration video file or image folder (int8: required; fp16: the "
+                                         "clip on which the in-sample fidelity is measured, optional)")
     add_prompt_arguments(p)
-    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
+    p.add_argument("--frames", type=int,
                    help=f"frames to track for calibration, from the first prompted frame (default {DEFAULT_FRAMES}, "
                         f"at least {MIN_FRAMES})")
     p.add_argument("--stages", default=",".join(STAGES),
-                   help="comma list of the stages to make int8; the others are copied as they are (default: all)")
-    p.add_argument("--out", type=Path, help="output model set (default: <model>_int8)")
+                   help="comma list of the stages to convert; the others are copied as they are (default: all)")
+    p.add_argument("--out", type=Path, help="output model set (default: <model>_int8 or <model>_fp16)")
     p.add_argument("--force", action="store_true", help="replace the contents of a non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -61,8 +69,8 @@ def check_source(ms: ModelSet) -> None:
 
     done = ms.manifest.provenance.get("quantization")
     if done:
-        int8 = [s for s, p in (done.get("stages") or {}).items() if p == "int8"]
-        raise ModelSetError(f"{ms.root} is already quantized ({', '.join(int8) or 'see its manifest'} int8, from "
+        low = [f"{s} {p}" for s, p in (done.get("stages") or {}).items() if p != "f32"]
+        raise ModelSetError(f"{ms.root} is already quantized ({', '.join(low) or 'see its manifest'}, from "
                             f"{done.get('source_set')}); quantize the float model set it was made from")
     if ms.variant not in VARIANTS:
         raise ModelSetError(f"{ms.root} holds variant {ms.variant}, which this quantizer has no recipe for; "
@@ -103,60 +111,98 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from engine.export.exporter import stage_spec, staged_output_dir
     from engine.quantize.calibrate import check_video, collect
-    from engine.quantize.ptq import quantize_stage, require_quantize_deps
     from engine.track import collect_prompts
 
     chosen = _stages(args.stages)
-    require_quantize_deps()
+    int8 = args.precision == "int8"
+    if int8:
+        from engine.quantize.ptq import require_quantize_deps
+
+        require_quantize_deps()
+        if not args.calibration:
+            raise ConfigError("--precision int8 needs --calibration: a video whose frames set the int8 ranges")
     ms = ModelSet.load(args.model, verify_checksums=True)
     check_source(ms)
-    out = args.out or args.model.with_name(args.model.name + "_int8")
+    out = args.out or args.model.with_name(f"{args.model.name}_{args.precision}")
     if out.resolve() == args.model.resolve():
-        raise ConfigError("--out must differ from --model: the float set is the quantized one's reference")
-    check_video(args.calibration, args.frames)
-    prompts = collect_prompts(args) or _default_prompts(args.calibration)
+        raise ConfigError("--out must differ from --model: the float set is the new one's reference")
+    # collect_prompts refuses an empty list; here none means the default click (int8) or no calibration (fp16)
+    prompts = collect_prompts(args) if (getattr(args, "events", None) or args.prompts) else []
+    if not args.calibration and (prompts or args.frames is not None):
+        raise ConfigError("prompts and --frames describe the calibration clip: pass --calibration with them")
+    args.frames = DEFAULT_FRAMES if args.frames is None else args.frames
+    if args.calibration:
+        check_video(args.calibration, args.frames)
+        prompts = prompts or _default_prompts(args.calibration)
     t0 = time.perf_counter()
-    print(f"calibrating on {args.calibration}: {args.frames} frames from frame {min(p.frame for p in prompts)}")
-    samples = collect(ms, args.calibration, prompts, args.frames, progress=not args.quiet)
+    counts: dict[str, int] = {}
+    samples: dict = {}
+    if int8:
+        print(f"calibrating on {args.calibration}: {args.frames} frames from frame {min(p.frame for p in prompts)}")
+        samples = collect(ms, args.calibration, prompts, args.frames, progress=not args.quiet)
+        counts = {s: len(v) for s, v in samples.items()}
     with staged_output_dir(out, args.force) as tmp:
         stages = {}
         for name in STAGES:
             target = tmp / ms.manifest.stages[name].file
             if name in chosen:
                 t1 = time.perf_counter()
-                print(f"  quantizing {name} on {len(samples[name])} samples ...", flush=True)
-                quantize_stage(ms.stage_path(name), samples[name], name, target)
+                _convert(name, ms.stage_path(name), target, args.precision, samples)
                 print(f"  {name}: {target.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t1:.1f} s")
             else:
                 shutil.copyfile(ms.stage_path(name), target)
             stages[name] = stage_spec(name, target)
         shutil.copyfile(ms.root / CONSTANTS, tmp / CONSTANTS)
-        manifest = _manifest(ms, stages, chosen, args, prompts, {s: len(v) for s, v in samples.items()})
+        manifest = _manifest(ms, stages, chosen, args, prompts, counts)
         write_manifest(tmp / MANIFEST, manifest)
-    print("measuring the new set's masks against the exact run on the calibration clip ...")
-    fidelity = measure_fidelity(ms, out, args.calibration, prompts, args.frames, progress=not args.quiet)
-    manifest.provenance["quantization"]["fidelity"] = fidelity
-    write_manifest(out / MANIFEST, manifest)
-    for obj, f in fidelity["per_object"].items():
-        print(f"object {obj}: min IoU {f['min_iou']:.4f} (frame {f['min_iou_frame']}), mean {f['mean_iou']:.4f} "
-              f"over {f['frames']} frames; presence disagrees on {f['presence_disagreements']}")
+    if args.calibration:
+        print("measuring the new set's masks against the exact run on the calibration clip ...")
+        fidelity = measure_fidelity(ms, out, args.calibration, prompts, args.frames, progress=not args.quiet)
+        manifest.provenance["quantization"]["fidelity"] = fidelity
+        write_manifest(out / MANIFEST, manifest)
+        for obj, f in fidelity["per_object"].items():
+            print(f"object {obj}: min IoU {f['min_iou']:.4f} (frame {f['min_iou_frame']}), mean {f['mean_iou']:.4f} "
+                  f"over {f['frames']} frames; presence disagrees on {f['presence_disagreements']}")
     print(f"wrote {out} in {time.perf_counter() - t0:.0f} s, peak memory {peak_rss_mb():.0f} MB")
     return 0
 
 
+def _convert(name: str, source: Path, target: Path, precision: str, samples: dict) -> None:
+    if precision == "int8":
+        from engine.quantize.ptq import quantize_stage
+
+        print(f"  quantizing {name} on {len(samples[name])} samples ...", flush=True)
+        quantize_stage(source, samples[name], name, target)
+        return
+    from engine.quantize.fp16 import convert_stage
+
+    done = convert_stage(source, target)
+    if done["clipped"]:  # weights beyond fp16's range would be inf; they are saturated and said so
+        print(f"  {name}: {done['clipped']} weights beyond fp16's range were clipped to +-65504")
+
+
 def _manifest(ms: ModelSet, stages: dict, chosen: list[str], args: argparse.Namespace, prompts: list[Prompt],
               counts: dict[str, int]) -> Manifest:
-    import nncf
-
     m = ms.manifest
-    quantization = {
-        "tool": f"nncf {nncf.__version__}", "method": "post-training static quantization, QDQ int8 ONNX",
-        "source_set": str(ms.root), "stages": {s: "int8" if s in chosen else "f32" for s in STAGES},
-        "calibration": {"video": str(args.calibration), "frames": args.frames, "samples": counts,
-                        "prompts": [{"frame": p.frame, "obj_id": p.obj_id, "points": [list(x) for x in p.points],
-                                     "labels": list(p.labels), "box": list(p.box) if p.box else None,
-                                     "mask": str(p.mask) if p.mask else None} for p in prompts]},
+    if args.precision == "int8":
+        import nncf
+
+        tool, method = f"nncf {nncf.__version__}", "post-training static quantization, QDQ int8 ONNX"
+    else:
+        import onnx
+
+        tool, method = f"engine.quantize.fp16 (onnx {onnx.__version__})", ("float16 weights and activations, "
+                                                                             "float32 graph inputs and outputs")
+    quantization: dict[str, Any] = {
+        "tool": tool, "method": method, "precision": args.precision,
+        "source_set": str(ms.root), "stages": {s: args.precision if s in chosen else "f32" for s in STAGES},
     }
+    if args.calibration:
+        quantization["calibration"] = {
+            "video": str(args.calibration), "frames": args.frames, "samples": counts,
+            "prompts": [{"frame": p.frame, "obj_id": p.obj_id, "points": [list(x) for x in p.points],
+                         "labels": list(p.labels), "box": list(p.box) if p.box else None,
+                         "mask": str(p.mask) if p.mask else None} for p in prompts]}
     return Manifest(variant=m.variant, family=m.family, model=dict(m.model), stages=stages, static=m.static,
                     architecture=dict(m.architecture), provenance={**m.provenance, "quantization": quantization})
 

@@ -22,12 +22,15 @@ def test_ready_configs_parse(path):
         # fixed-shape compilers: the static set, and the cap on prompted frames its slots need
         assert cfg.model.name == "sam2.1_hiera_tiny_static"
         assert cfg.tracker.max_cond_frames == 2
-    elif path.stem.startswith("edgetam"):  # the EdgeTAM family: its exact set, or the 512² set measured fast
-        assert cfg.model.name == ("edgetam_512" if path.stem.endswith("-fast") else "edgetam")
-        assert cfg.tracker.max_cond_frames is None
+        return
+    suffix = "_fp16" if path.stem.endswith("-fp16") else ""  # fp16 for CUDA: a converted set
+    if suffix:
+        assert (cfg.backend.name, cfg.backend.device) == ("onnxruntime", "cuda")
+    if path.stem.startswith("edgetam"):  # the EdgeTAM family: its exact set, or the 512² set measured fast
+        assert cfg.model.name == ("edgetam_512" if path.stem.endswith("-fast") else "edgetam" + suffix)
     else:
-        assert cfg.model.name == "sam2.1_hiera_tiny"
-        assert cfg.tracker.max_cond_frames is None  # Meta's rule: every prompted frame
+        assert cfg.model.name == "sam2.1_hiera_tiny" + suffix
+    assert cfg.tracker.max_cond_frames is None  # Meta's rule: every prompted frame
 
 
 def test_mixed_config_places_stages():

@@ -67,7 +67,7 @@ def test_an_already_quantized_set_is_refused(quantized, tmp_path, capsys):
     video = str(require_data() / "davis-car-shadow" / "frames")
     code = run_cli(quantize_main, ["--model", str(quantized), "--calibration", video, "--out", str(tmp_path / "x")])
     assert code != 0
-    assert "is already quantized (mask_decoder, memory_encoder int8" in capsys.readouterr().err
+    assert "is already quantized (mask_decoder int8, memory_encoder int8, from" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
