@@ -35,9 +35,10 @@ class BackendConfig:
     threads: int | None = None
     performance_hint: str = "latency"  # openvino: latency | throughput
     num_streams: int | None = None  # openvino
-    cache_dir: str | None = None  # openvino CACHE_DIR: compiled blobs reused across runs
+    cache_dir: str | None = None  # openvino CACHE_DIR, onnxruntime TensorRT engine cache: compiled blobs reused
     provider_options: Mapping[str, Any] = field(default_factory=dict)  # onnxruntime EP options
     io_binding: bool = False  # onnxruntime: bind inputs/outputs (pays on CUDA)
+    cuda_graph: bool = False  # onnxruntime CUDA: capture each stage once, replay it (needs a static set)
     fallback: tuple[BackendConfig, ...] = ()
 
     def without_fallback(self) -> BackendConfig:

@@ -1,7 +1,12 @@
-"""ONNX Runtime: CPU, CUDA and DirectML execution providers.
+"""ONNX Runtime: CPU, CUDA, TensorRT and DirectML execution providers.
 
 The GPU builds (onnxruntime-gpu, onnxruntime-directml) replace the CPU package; which providers
-exist depends on which one is installed, and `available_devices()` reports exactly that.
+exist depends on which one is installed (TensorRT also needs NVIDIA's TensorRT libraries), and
+`available_devices()` reports exactly that.
+
+CUDA graphs (`cuda_graph: true`) replay a captured stage, which ONNX Runtime allows only when every input
+and output keeps its device address: such a stage allocates its buffers on the device once (fixed shapes:
+a static model set), copies each call's inputs into them and reads its outputs back.
 """
 
 from __future__ import annotations
@@ -13,25 +18,34 @@ from typing import Any
 import numpy as np
 
 from backends.base import Backend, BackendConfig, Stage, StageOptions, timed_load
-from engine.errors import BackendUnavailableError, ModelSetError
+from engine.errors import BackendUnavailableError, InputError, ModelSetError
 
-_PROVIDERS = {"CPU": "CPUExecutionProvider", "CUDA": "CUDAExecutionProvider", "DML": "DmlExecutionProvider"}
-DEVICE_ALIASES = {"CPU": "CPU", "CUDA": "CUDA", "GPU": "CUDA", "DML": "DML", "DIRECTML": "DML"}
-# ONNX Runtime runs these models as exported (f32); lower precision would need converted models.
-PRECISIONS = {"CPU": ("f32",), "CUDA": ("f32",), "DML": ("f32",)}
+_PROVIDERS = {"CPU": "CPUExecutionProvider", "CUDA": "CUDAExecutionProvider", "TRT": "TensorrtExecutionProvider",
+              "DML": "DmlExecutionProvider"}
+DEVICE_ALIASES = {"CPU": "CPU", "CUDA": "CUDA", "GPU": "CUDA", "TENSORRT": "TRT", "TRT": "TRT", "DML": "DML",
+                  "DIRECTML": "DML"}
+# ONNX Runtime runs a graph in the types it was saved with (fp16: `engine.quantize --precision fp16`);
+# only TensorRT converts at build time, so only it takes f16 here.
+PRECISIONS = {"CPU": ("f32",), "CUDA": ("f32",), "TRT": ("f32", "f16"), "DML": ("f32",)}
+_INSTALL = {"CUDA": " (install the 'cuda' extra, onnxruntime-gpu, instead of onnxruntime)",
+            "TRT": " (install the 'cuda' extra, onnxruntime-gpu, and NVIDIA's TensorRT libraries)",
+            "DML": " (install the 'directml' extra on Windows)"}
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+                "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
 
 
 def normalise_device(device: str) -> str:
     key = device.strip().upper()
     if key not in DEVICE_ALIASES:
         raise BackendUnavailableError(
-            f"onnxruntime has no device {device!r}; devices: cpu, cuda, directml"
+            f"onnxruntime has no device {device!r}; devices: cpu, cuda, tensorrt, directml"
         )
     return DEVICE_ALIASES[key]
 
 
 class OnnxRuntimeStage(Stage):
-    def __init__(self, session: Any, name: str, device: str, io_binding: bool, load_seconds: float) -> None:
+    def __init__(self, session: Any, name: str, device: str, io_binding: bool, load_seconds: float,
+                 fixed_buffers: bool = False) -> None:
         self.session = session
         self.name = name
         self.device = device
@@ -39,9 +53,14 @@ class OnnxRuntimeStage(Stage):
         self.output_names = tuple(o.name for o in session.get_outputs())
         self.load_seconds = load_seconds
         self._io_binding = io_binding
+        self._fixed: tuple[Any, dict[str, Any], dict[str, Any]] | None = None
+        if fixed_buffers:
+            self._fixed = self._allocate()
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._check_inputs(inputs)
+        if self._fixed is not None:
+            return self._run_fixed(inputs)
         if self._io_binding:
             binding = self.session.io_binding()
             for name in self.input_names:
@@ -52,6 +71,39 @@ class OnnxRuntimeStage(Stage):
             return dict(zip(self.output_names, binding.copy_outputs_to_cpu(), strict=True))
         values = self.session.run(None, {n: inputs[n] for n in self.input_names})
         return dict(zip(self.output_names, values, strict=True))
+
+    def _allocate(self) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """One device buffer per input and output, bound once: their addresses never change."""
+        from onnxruntime import OrtValue
+
+        where = "cuda" if self.device in ("CUDA", "TRT") else "cpu"
+        ports = [*self.session.get_inputs(), *self.session.get_outputs()]
+        dynamic = [f"{p.name} {p.shape}" for p in ports if not all(isinstance(d, int) for d in p.shape)]
+        if dynamic:
+            raise ModelSetError(f"{self.name}: CUDA graphs need fixed shapes, and this stage has dynamic ones "
+                                f"({', '.join(dynamic)}); export a static set (python -m engine.export --static)")
+        binding = self.session.io_binding()
+        buffers = {}
+        for port in ports:
+            buffers[port.name] = OrtValue.ortvalue_from_shape_and_type(port.shape, _NUMPY_TYPES[port.type], where, 0)
+        for name in self.input_names:
+            binding.bind_ortvalue_input(name, buffers[name])
+        for name in self.output_names:
+            binding.bind_ortvalue_output(name, buffers[name])
+        return binding, {n: buffers[n] for n in self.input_names}, {n: buffers[n] for n in self.output_names}
+
+    def _run_fixed(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        binding, ins, outs = self._fixed  # type: ignore[misc]
+        for name, buf in ins.items():
+            arr = np.ascontiguousarray(inputs[name])
+            if tuple(arr.shape) != tuple(buf.shape()) or _NUMPY_TYPES[buf.data_type()] != arr.dtype:
+                raise InputError(f"stage {self.name}: input {name} is {arr.dtype} {list(arr.shape)}, but this "
+                                 f"stage's fixed buffer is {buf.data_type()} {buf.shape()}")
+            buf.update_inplace(arr)
+        self.session.run_with_iobinding(binding)
+        if self.device in ("CUDA", "TRT"):  # numpy() copies a device buffer to the host
+            return {name: buf.numpy() for name, buf in outs.items()}
+        return {name: buf.numpy().copy() for name, buf in outs.items()}  # on the host it is a view: the next run overwrites it
 
 
 class OnnxRuntimeBackend(Backend):
@@ -73,25 +125,40 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailableError(
                 f"onnxruntime device {self.device} ({_PROVIDERS[self.device]}) is not available on this "
                 f"machine with onnxruntime {ort.__version__}; available devices: {', '.join(available)}"
-                + (" (install the 'cuda' extra, onnxruntime-gpu, instead of onnxruntime)"
-                   if self.device == "CUDA" else "")
-                + (" (install the 'directml' extra on Windows)" if self.device == "DML" else "")
+                + _INSTALL.get(self.device, "")
             )
         if config.precision not in PRECISIONS[self.device]:
             raise BackendUnavailableError(
                 f"onnxruntime on {self.device} runs precision {', '.join(PRECISIONS[self.device])} only, "
-                f"not {config.precision!r}; use openvino for bf16/f16"
+                f"not {config.precision!r}; for fp16 on CUDA use an fp16 set (python -m engine.quantize "
+                f"--precision fp16), for bf16 use openvino"
             )
+        if config.cuda_graph and self.device != "CUDA":
+            raise BackendUnavailableError(f"cuda_graph is an onnxruntime CUDA feature, not one of {self.device}")
         self.provider = _PROVIDERS[self.device]
 
     def _providers(self) -> list[Any]:
         options = {str(k): str(v) for k, v in dict(self.config.provider_options).items()}
-        chain: list[Any] = [(self.provider, options)]
+        if self.config.cuda_graph:
+            options["enable_cuda_graph"] = "1"
+        chain: list[Any] = [(self.provider, {**self._tensorrt_options(), **options})]
+        if self.device == "TRT":  # what TensorRT does not take runs on CUDA inside the same session
+            chain.append((_PROVIDERS["CUDA"], {}))
         if self.provider != "CPUExecutionProvider":
             # ORT needs the CPU EP for the few ops a GPU EP does not implement; this is node
             # placement inside one session, not a device fallback (the session is checked below).
             chain.append("CPUExecutionProvider")
         return chain
+
+    def _tensorrt_options(self) -> dict[str, str]:
+        """precision f16 and cache_dir in TensorRT's terms (engines take minutes to build: cache them)."""
+        if self.device != "TRT":
+            return {}
+        opts = {"trt_fp16_enable": "1" if self.config.precision == "f16" else "0"}
+        if self.config.cache_dir:
+            opts |= {"trt_engine_cache_enable": "1", "trt_engine_cache_path": str(self.config.cache_dir),
+                     "trt_timing_cache_enable": "1", "trt_timing_cache_path": str(self.config.cache_dir)}
+        return opts
 
     def load(self, path: str | Path, options: StageOptions | None = None) -> Stage:
         options = options or StageOptions()
@@ -116,7 +183,8 @@ class OnnxRuntimeBackend(Backend):
                 f"onnxruntime could not start {self.provider} for {options.name} (session providers: "
                 f"{session.get_providers()}); check the CUDA/cuDNN or DirectML installation"
             )
-        return OnnxRuntimeStage(session, options.name, self.device, self.config.io_binding, seconds)
+        return OnnxRuntimeStage(session, options.name, self.device, self.config.io_binding, seconds,
+                                fixed_buffers=self.config.cuda_graph)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -126,6 +194,7 @@ class OnnxRuntimeBackend(Backend):
             "provider": self.provider,
             "precision": self.config.precision,
             "threads": self.config.threads,
-            "io_binding": self.config.io_binding,
+            "io_binding": self.config.io_binding or self.config.cuda_graph,
+            "cuda_graph": self.config.cuda_graph,
             **self._describe_common(),
         }

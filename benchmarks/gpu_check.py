@@ -10,7 +10,9 @@ its PyTorch module (TF32 off, then ORT's default), (3) times each stage on ORT C
 binding, on ORT CPU and on PyTorch CUDA eager, with the same inputs, (4) tracks a synthetic clip on
 ORT CUDA with the benchmark harness, (5) makes the fp16 set (`engine.quantize --precision fp16`), times
 its stages and its tracking, and judges its masks against the f32 set on ORT CUDA (TF32 off) over --video,
-forward and reverse, with `engine.fidelity`, and (6) tries OpenVINO's GPU plugin when openvino is installed
+forward and reverse, with `engine.fidelity`, (6) exports the static set of the same weights and runs it with
+CUDA graphs (configs/onnxruntime-cuda-graph.yaml's backend) and, with --tensorrt, on TensorRT fp16: stage
+times, tracking, and masks against the f32 dynamic set; (7) tries OpenVINO's GPU plugin when openvino is installed
 (it drives Intel GPUs; an NVIDIA card is reported as not seen). Results: gpu_check.json and
 gpu_check.md under --out, and a table on the console.
 """
@@ -113,6 +115,9 @@ def main() -> int:
                    help="clip on which the fp16 set's masks are judged (default: the shared DAVIS clip)")
     p.add_argument("--point", default="420,250", help="click on --frame of --video for the fp16 judgement")
     p.add_argument("--frame", type=int, default=20)
+    p.add_argument("--no-graph", action="store_true", help="skip the static set with CUDA graphs")
+    p.add_argument("--tensorrt", action="store_true",
+                   help="also run the static set on TensorRT fp16 (engine builds take minutes; cached under --out)")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import onnxruntime as ort
@@ -179,6 +184,8 @@ def main() -> int:
             report["torch_cuda"] = sync
     if not args.no_fp16:
         report["fp16"] = check_fp16(args, ms, timing)
+    if not args.no_graph or args.tensorrt:
+        report["static"] = check_static(args, ms, timing)
     report["stage_timing"] = timing
 
     # ---- tracking on ORT CUDA with the benchmark harness
@@ -206,7 +213,8 @@ def main() -> int:
         lines += ["| backend / stage | worst case | output | max abs | rel |", "| --- | --- | --- | --- | --- |"]
         lines += [f"| {k} | {v['case']} | {v['output']} | {v['max_abs']:.2e} | {v['rel']:.2e} |"
                   for k, v in report["parity_worst_per_stage"].items()]
-    names = ["ort CUDA", "ort CUDA io_binding", "ort CUDA fp16 io_binding", "torch CUDA eager", "ort CPU"]
+    names = ["ort CUDA", "ort CUDA io_binding", "ort CUDA fp16 io_binding", "ort CUDA graph (static)",
+             "TensorRT fp16 (static)", "torch CUDA eager", "ort CPU"]
     lines += ["", "| stage (median ms) | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     for stage, d in timing.items():
         lines.append(f"| {stage} | " + " | ".join(f"{d[n]['median_ms']:.2f}" if n in d else "-" for n in names) + " |")
@@ -216,49 +224,100 @@ def main() -> int:
         print(report["tracking_console"][-2500:])
     if report.get("tracking_error"):
         print("tracking failed:", report["tracking_error"][-1500:])
-    for key, value in (report.get("fp16") or {}).items():
-        print(f"fp16 {key}: {str(value)[-2500:]}")
+    for part in ("fp16", "static"):
+        for key, value in (report.get(part) or {}).items():
+            print(f"{part} {key}: {str(value)[-2500:]}")
     return 0
 
 
-def check_fp16(args: argparse.Namespace, ms: ModelSet, timing: dict) -> dict:
-    """The fp16 set: made here, its stages timed beside the f32 ones, its tracking and its masks."""
+def _time_set(ms: ModelSet, cfg: BackendConfig, column: str, timing: dict, repeats: int) -> None:
+    """Every stage of `ms` on `cfg`, with a full bank and with one memory, into timing[stage][column]."""
+    stages = StageSet.load(ms, cfg)
+    for label, frames, ptrs in (("7 memory frames, 16 pointers", 7, 16), ("1 memory frame, 1 pointer", 1, 1)):
+        for stage, x in random_inputs(ms, frames, ptrs).items():
+            if stage != "memory_attention" and label.startswith("1"):
+                continue
+            key = stage if stage != "memory_attention" else f"memory_attention ({label})"
+            x = ms.manifest.static.pad(stage, x) if ms.manifest.static is not None else x
+            timing.setdefault(key, {})[column] = time_stage(lambda v, s=stage: stages.stages[s].run(v), x, repeats)
+
+
+def _judge(args: argparse.Namespace, name: str, candidate: dict, exact: dict) -> dict:
+    """engine.bench tracking and engine.fidelity masks of one candidate config against an exact one."""
     out: dict = {}
+    paths = {}
+    for which, cfg in (("candidate", candidate), ("exact", exact)):
+        paths[which] = args.out / f"{name}-{which}.yaml"
+        paths[which].write_text(json.dumps(cfg))
+    bench = subprocess.run([sys.executable, "-m", "engine.bench", "--config", str(paths["candidate"]), "--objects", "1",
+                            "--out", str(args.out / f"bench-{name}")], capture_output=True, text=True, cwd=ROOT)
+    out["tracking_console"] = bench.stdout[-3000:] if bench.returncode == 0 else bench.stderr[-3000:]
+    if not args.video.exists():
+        out["fidelity"] = f"not judged: {args.video} is not here (--video)"
+        return out
+    judged = subprocess.run([sys.executable, "-m", "engine.fidelity", "--candidate", str(paths["candidate"]),
+                             "--exact", str(paths["exact"]), "--video", str(args.video), "--frame", str(args.frame),
+                             "--point", args.point, "--direction", "both", "--min-iou", "0.98", "--quiet",
+                             "--out", str(args.out / f"{name}-fidelity")], capture_output=True, text=True, cwd=ROOT)
+    out["fidelity"] = judged.stdout[-3000:] + judged.stderr[-1500:]
+    out["fidelity_exit"] = judged.returncode
+    return out
+
+
+def _exact(args: argparse.Namespace) -> dict:
+    """The f32 dynamic set on ORT CUDA with TF32 off and float32 memory: what the fast paths are judged by."""
+    return {"model": str(args.model.resolve()), "tracker": {"memory_dtype": "float32"},
+            "backend": {"name": "onnxruntime", "device": args.device, "io_binding": True,
+                        "provider_options": {"use_tf32": 0} if args.device == "cuda" else {}}}
+
+
+def check_static(args: argparse.Namespace, ms: ModelSet, timing: dict) -> dict:
+    """The static set of the same weights: CUDA graphs, and TensorRT fp16 when asked."""
+    from engine.export.build import rebuild_model
+    from engine.export.exporter import export_model_set
+    from engine.static import DEFAULT_COND_FRAMES, DEFAULT_POINTS, StaticShapes
+
+    static_dir = args.out / f"{args.model.name}_static"
+    if not (static_dir / "modelset.yaml").is_file():
+        built = rebuild_model(ms)
+        shapes = StaticShapes.for_model(built.model.num_maskmem, built.model.max_obj_ptrs_in_encoder,
+                                        DEFAULT_COND_FRAMES, DEFAULT_POINTS)
+        export_model_set(built, static_dir, static=shapes)
+    sms = ModelSet.load(static_dir)
+    tracker = {"max_cond_frames": sms.manifest.static.cond_frames, "memory_dtype": "float32"}
+    out: dict = {}
+    runs = []
+    if not args.no_graph:
+        runs.append(("cuda-graph", "ort CUDA graph (static)", {"name": "onnxruntime", "device": args.device,
+                                                               "cuda_graph": args.device == "cuda"}))
+    if args.tensorrt:
+        runs.append(("tensorrt", "TensorRT fp16 (static)", {"name": "onnxruntime", "device": "tensorrt",
+                                                             "precision": "f16",
+                                                             "cache_dir": str((args.out / "trt-cache").resolve())}))
+    for name, column, backend in runs:
+        try:
+            from engine.config import parse_config
+
+            cfg = parse_config({"model": str(static_dir.resolve()), "backend": backend})
+            _time_set(sms, cfg.backend, column, timing, args.repeats)
+            out[name] = _judge(args, name, {"model": str(static_dir.resolve()), "backend": backend,
+                                            "tracker": tracker}, _exact(args))
+        except Exception as exc:  # one path failing (e.g. no TensorRT libraries) must not lose the others
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def check_fp16(args: argparse.Namespace, ms: ModelSet, timing: dict) -> dict:
+    """The fp16 set, made here: its stages timed beside the f32 ones, its tracking and its masks."""
     half = args.out / f"{args.model.name}_fp16"
     made = subprocess.run([sys.executable, "-m", "engine.quantize", "--model", str(args.model.resolve()), "--precision",
                            "fp16", "--out", str(half), "--force", "--quiet"], capture_output=True, text=True, cwd=ROOT)
     if made.returncode != 0:
         return {"error": made.stderr[-2000:]}
-    hms = ModelSet.load(half)
-    stages = StageSet.load(hms, BackendConfig(name="onnxruntime", device=args.device, io_binding=True))
-    for label, frames, ptrs in (("7 memory frames, 16 pointers", 7, 16), ("1 memory frame, 1 pointer", 1, 1)):
-        for stage, x in random_inputs(hms, frames, ptrs).items():
-            if stage != "memory_attention" and label.startswith("1"):
-                continue
-            key = stage if stage != "memory_attention" else f"memory_attention ({label})"
-            timing.setdefault(key, {})["ort CUDA fp16 io_binding"] = time_stage(
-                lambda v, s=stage: stages.run(s, v), x, args.repeats)
-    bench = subprocess.run([sys.executable, "-m", "engine.bench", "--backend", "onnxruntime", "--device", args.device,
-                            "--model", str(half), "--objects", "1", "--out", str(args.out / "bench-fp16")],
-                           capture_output=True, text=True, cwd=ROOT)
-    out["tracking_console"] = bench.stdout[-3000:] if bench.returncode == 0 else bench.stderr[-3000:]
-    if not args.video.exists():
-        out["fidelity"] = f"not judged: {args.video} is not here (--video)"
-        return out
-    configs = {}
-    for name, model, options in (("candidate", half, {}), ("exact", args.model.resolve(), {"use_tf32": 0})):
-        path = args.out / f"fp16-{name}.yaml"
-        path.write_text(json.dumps({"model": str(model), "tracker": {"memory_dtype": "float32"},
-                                    "backend": {"name": "onnxruntime", "device": args.device, "io_binding": True,
-                                                "provider_options": options}}))
-        configs[name] = path
-    judged = subprocess.run([sys.executable, "-m", "engine.fidelity", "--candidate", str(configs["candidate"]),
-                             "--exact", str(configs["exact"]), "--video", str(args.video), "--frame", str(args.frame),
-                             "--point", args.point, "--direction", "both", "--min-iou", "0.98", "--quiet",
-                             "--out", str(args.out / "fp16-fidelity")], capture_output=True, text=True, cwd=ROOT)
-    out["fidelity"] = judged.stdout[-3000:] + judged.stderr[-1500:]
-    out["fidelity_exit"] = judged.returncode
-    return out
+    backend = {"name": "onnxruntime", "device": args.device, "io_binding": True}
+    _time_set(ModelSet.load(half), BackendConfig(**backend), "ort CUDA fp16 io_binding", timing, args.repeats)
+    return _judge(args, "fp16", {"model": str(half.resolve()), "backend": backend,
+                                 "tracker": {"memory_dtype": "float32"}}, _exact(args))
 
 
 if __name__ == "__main__":

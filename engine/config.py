@@ -20,8 +20,8 @@ from engine.modelset import STAGES
 
 TOP_KEYS = ("model", "backend", "stages", "tracker")
 BACKEND_KEYS = ("name", "device", "precision", "threads", "performance_hint", "num_streams", "cache_dir",
-                "provider_options", "io_binding", "fallback")
-ORT_DEVICES = ("cpu", "cuda", "directml", "dml")
+                "provider_options", "io_binding", "cuda_graph", "fallback")
+ORT_DEVICES = ("cpu", "cuda", "tensorrt", "directml", "dml")
 OV_DEVICE_RE = re.compile(r"^(CPU|GPU(\.\d+)?|NPU|AUTO|(AUTO|MULTI|HETERO):[A-Z0-9.,]+)$")
 OV_DEVICES_TEXT = "CPU, GPU, GPU.<n>, NPU, AUTO, AUTO:<dev>,<dev>"
 MEMORY_DTYPES = ("bfloat16", "float32")
@@ -140,6 +140,11 @@ def _backend(d: dict[str, Any], parent: BackendConfig, base: Path | None, source
         cfg = replace(cfg, provider_options=dict(po))
     if "io_binding" in d:
         cfg = replace(cfg, io_binding=_bool(d["io_binding"], source, f"{key}.io_binding"))
+    if "cuda_graph" in d:
+        cfg = replace(cfg, cuda_graph=_bool(d["cuda_graph"], source, f"{key}.cuda_graph"))
+    if cfg.cuda_graph and (cfg.name, cfg.device.lower()) != ("onnxruntime", "cuda"):
+        raise ConfigError(f"{_where(source, key + '.cuda_graph')}: CUDA graphs are an onnxruntime CUDA feature; "
+                          f"this backend is {cfg.name} on {cfg.device}")
     cfg = replace(cfg, fallback=())
     if "fallback" in d:
         if not allow_fallback:

@@ -58,3 +58,58 @@ def test_wrong_input_names(modelset):
         modelset.stage_path("memory_encoder"), StageOptions("memory_encoder"))
     with pytest.raises(InputError, match="missing: \\['mask_for_mem'\\]"):
         stage.run({"pix_feat": np.zeros((1, 256, 32, 32), np.float32)})
+
+
+def _fixed_stage(ms, stage: str):
+    """A stage in the CUDA-graph mode (device buffers bound once), here with host buffers: the same code path."""
+    from backends.onnxruntime import OnnxRuntimeStage
+
+    plain = OnnxRuntimeBackend(BackendConfig(name="onnxruntime")).load(ms.stage_path(stage), StageOptions(stage))
+    return plain, OnnxRuntimeStage(plain.session, stage, "CPU", False, 0.0, fixed_buffers=True)
+
+
+@pytest.mark.parametrize("stage", ["memory_attention", "mask_decoder"])
+def test_fixed_buffers_give_the_plain_outputs_call_after_call(static_modelset_dir, stage):
+    from engine.modelset import ModelSet
+    from engine.stages import random_inputs
+
+    ms = ModelSet.load(static_modelset_dir)
+    plain, fixed = _fixed_stage(ms, stage)
+    first = None
+    for seed in (0, 1):  # new inputs are copied into the same buffers, and a result outlives the next call
+        x = ms.manifest.static.pad(stage, random_inputs(ms, memory_frames=2 + seed, pointers=3, seed=seed)[stage])
+        want, got = plain.run(x), fixed.run(x)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+        if first is None:
+            first = (got, {k: v.copy() for k, v in got.items()})
+    assert all(np.array_equal(first[0][k], first[1][k]) for k in first[1])
+    key = next(k for k, v in x.items() if v.shape[-1] > 1)
+    with pytest.raises(InputError, match="fixed buffer"):
+        fixed.run({**x, key: x[key][..., :1]})
+
+
+def test_fixed_buffers_need_a_static_set(modelset):
+    with pytest.raises(ModelSetError, match="engine.export --static"):
+        _fixed_stage(modelset, "memory_attention")
+
+
+def test_cuda_graph_and_tensorrt_are_refused_where_they_cannot_run():
+    with pytest.raises(BackendUnavailableError, match="TensorrtExecutionProvider.*TensorRT libraries"):
+        OnnxRuntimeBackend(BackendConfig(name="onnxruntime", device="tensorrt"))
+    with pytest.raises(BackendUnavailableError, match="cuda_graph is an onnxruntime CUDA feature"):
+        OnnxRuntimeBackend(BackendConfig(name="onnxruntime", device="cpu", cuda_graph=True))
+
+
+def test_tensorrt_options_from_the_config(monkeypatch, tmp_path):
+    monkeypatch.setattr(OnnxRuntimeBackend, "available_devices", staticmethod(lambda: ["CPU", "CUDA", "TRT"]))
+    backend = OnnxRuntimeBackend(BackendConfig(name="onnxruntime", device="tensorrt", precision="f16",
+                                               cache_dir=str(tmp_path), provider_options={"device_id": 0}))
+    chain = backend._providers()
+    assert [c[0] if isinstance(c, tuple) else c for c in chain] == [
+        "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    trt = chain[0][1]
+    assert trt["trt_fp16_enable"] == "1" and trt["trt_engine_cache_path"] == str(tmp_path)
+    assert trt["device_id"] == "0"
+    graph = OnnxRuntimeBackend(BackendConfig(name="onnxruntime", device="cuda", cuda_graph=True))._providers()
+    assert graph[0] == ("CUDAExecutionProvider", {"enable_cuda_graph": "1"})

@@ -18,7 +18,8 @@ def test_ready_configs_exist_for_each_backend_device():
 def test_ready_configs_parse(path):
     cfg = load_config(path)
     assert cfg.model is not None and cfg.model.is_absolute()
-    if cfg.backend.device in ("NPU", "GPU") and cfg.backend.name == "openvino":
+    fixed = cfg.backend.device in ("NPU", "GPU") and cfg.backend.name == "openvino"
+    if fixed or cfg.backend.cuda_graph or cfg.backend.device == "tensorrt":
         # fixed-shape compilers: the static set, and the cap on prompted frames its slots need
         assert cfg.model.name == "sam2.1_hiera_tiny_static"
         assert cfg.tracker.max_cond_frames == 2
@@ -67,7 +68,7 @@ def test_stage_override_inherits_default():
 BAD = [
     ({"modle": "x"}, "key 'modle': unknown key; allowed keys: model, backend, stages, tracker"),
     ({"backend": {"name": "tensorrt"}}, "key 'backend.name': value 'tensorrt' is not allowed; allowed: onnxruntime, openvino"),
-    ({"backend": {"name": "onnxruntime", "device": "tpu"}}, "key 'backend.device': value 'tpu' is not allowed; allowed: cpu, cuda, directml, dml"),
+    ({"backend": {"name": "onnxruntime", "device": "tpu"}}, "key 'backend.device': value 'tpu' is not allowed; allowed: cpu, cuda, tensorrt, directml, dml"),
     ({"backend": {"name": "openvino", "device": "XPU"}}, "key 'backend.device': value 'XPU' is not allowed for openvino"),
     ({"backend": {"precision": "int8"}}, "key 'backend.precision': value 'int8' is not allowed; allowed: f32, bf16, f16"),
     ({"backend": {"threads": 0}}, "key 'backend.threads': value 0 is not allowed"),
@@ -75,6 +76,8 @@ BAD = [
     ({"backend": {"performance_hint": "fast"}}, "key 'backend.performance_hint': value 'fast'"),
     ({"backend": {"num_streams": -1}}, "key 'backend.num_streams': value -1"),
     ({"backend": {"io_binding": "yes"}}, "key 'backend.io_binding': value 'yes' is not allowed; expected true or false"),
+    ({"backend": {"name": "openvino", "device": "GPU", "cuda_graph": True}},
+     "key 'backend.cuda_graph': CUDA graphs are an onnxruntime CUDA feature; this backend is openvino on GPU"),
     ({"backend": {"provider_options": [1]}}, "key 'backend.provider_options'"),
     ({"backend": {"fallback": "CPU"}}, "key 'backend.fallback': value 'CPU' is not allowed; expected a list"),
     ({"backend": {"fallback": [{"device": "CPU", "fallback": []}]}}, "key 'backend.fallback[0].fallback'"),
