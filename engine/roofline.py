@@ -49,17 +49,22 @@ def probe(threads: int | None) -> dict[str, float | None]:
     return {p: (round(r, 1) if (r := gemm_rate(p, threads)) is not None else None) for p in ("f32", "bf16")}
 
 
-def fractions(steady: dict[str, Any], rate: float | None, int8_stages: tuple[str, ...] = ()) -> dict[str, Any] | None:
+def fractions(steady: dict[str, Any], rate: float | None,
+              converted: dict[str, str] | tuple[str, ...] = ()) -> dict[str, Any] | None:
     """Each stage's achieved share of the GEMM rate, and the frame's time were every stage at that rate.
-    int8 stages have no int8 probe to be judged by: they are left out, and so is the frame's roofline."""
+    Stages of a converted set (int8, fp16: `converted` maps stage -> precision; a tuple means int8) have no
+    probe of their precision to be judged by: they are left out, and so is the frame's roofline."""
     if not rate:
         return None
+    if not isinstance(converted, dict):
+        converted = dict.fromkeys(converted, "int8")
     stages = steady.get("stages", {})
     share = {name: round(s["gflop_per_s"] / rate, 3) for name, s in stages.items()
-             if s.get("gflop_per_s") and name not in int8_stages}
-    if int8_stages:
-        return {"gemm_gflop_per_s": rate, "stage_fraction": share, "frame_roofline_ms": None,
-                "frame_fraction": None, "not_judged": f"int8 stages ({', '.join(int8_stages)}): no int8 probe"}
+             if s.get("gflop_per_s") and name not in converted}
+    if converted:
+        kinds = "/".join(sorted(set(converted.values())))
+        return {"gemm_gflop_per_s": rate, "stage_fraction": share, "frame_roofline_ms": None, "frame_fraction": None,
+                "not_judged": f"{kinds} stages ({', '.join(converted)}): no {kinds} probe"}
     per_frame_gflop = sum(s["gflop_per_call"] * s["per_call"]["count"] for s in stages.values()
                           if s.get("gflop_per_call")) / max(steady["frame"]["count"], 1)
     roofline_ms = per_frame_gflop / rate * 1000.0

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         precision = str(r["backend"].get("precision"))
         r["roofline"] = fractions(r["steady"], rates.get("bf16" if precision == "bf16" else "f32")
                                   if precision in ("f32", "bf16") or r["backend"]["runtime"] == "torch" else None,
-                                  tuple(r.get("int8_stages", ())))
+                                  r.get("converted_stages") or tuple(r.get("int8_stages", ())))
     report = {
         "machine": machine_info(),
         "roofline": {"probe": f"OpenVINO CPU MatMul {PROBE_SIZE}x{PROBE_SIZE}, best of 5, threads {args.threads}",

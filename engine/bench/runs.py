@@ -95,6 +95,8 @@ def single_run(spec: RunSpec, args: argparse.Namespace, model_dir: Path) -> list
     run_name = spec.label
     if describe.get("runtime") == "mixed" and args.config:
         run_name = f"{args.config.stem} (per-stage placement)"
+    stage_precision = (ms.manifest.provenance.get("quantization") or {}).get("stages") or {}
+    converted = {} if spec.runtime == "torch" else {k: v for k, v in stage_precision.items() if v != "f32"}
     results = []
     for n in objects:
         for m in mems:
@@ -113,8 +115,8 @@ def single_run(spec: RunSpec, args: argparse.Namespace, model_dir: Path) -> list
                 "memory_in_steady_state": {"memory_frames": memory_used[0], "object_pointers": memory_used[1]},
                 "first_frames": summarise(first, flops), "steady": summarise(steady, flops),
                 "peak_rss_mb": round(peak_rss_mb(), 1),
-                "int8_stages": [k for k, v in ((ms.manifest.provenance.get("quantization") or {}).get("stages")
-                                               or {}).items() if v == "int8" and spec.runtime != "torch"],
+                "int8_stages": [k for k, v in converted.items() if v == "int8"],
+                "converted_stages": converted,  # int8 or fp16 stages of a quantized set (not the PyTorch run's)
             })
     return results
 

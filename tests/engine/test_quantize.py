@@ -116,16 +116,21 @@ def test_recording_pads_a_static_sets_inputs(static_modelset_dir):
     assert np.isfinite(sample["memory"]).all()
 
 
-def test_bench_judges_only_float_stages_by_the_float_roofline(quantized, tmp_path, capsys):
+def bench_one_frame(model: Path, out: Path, capsys) -> tuple[dict, str]:
+    """engine.bench on ONNX Runtime CPU for one measured frame: the run's report and the console."""
     import json
 
     from engine.bench import main as bench_main
 
-    code = run_cli(bench_main, ["--backend", "onnxruntime", "--model", str(quantized), "--warmup", "1",
-                                "--frames", "1", "--out", str(tmp_path / "b")])
+    code = run_cli(bench_main, ["--backend", "onnxruntime", "--model", str(model), "--warmup", "1",
+                                "--frames", "1", "--out", str(out)])
     console = capsys.readouterr().out
     assert code == 0, console
-    run = json.loads((tmp_path / "b" / "report.json").read_text())["runs"][0]
+    return json.loads((out / "report.json").read_text())["runs"][0], console
+
+
+def test_bench_judges_only_float_stages_by_the_float_roofline(quantized, tmp_path, capsys):
+    run, console = bench_one_frame(quantized, tmp_path / "b", capsys)
     assert run["int8_stages"] == ["mask_decoder", "memory_encoder"]
     assert set(run["roofline"]["stage_fraction"]) == {"image_encoder", "memory_attention"}
     assert run["roofline"]["frame_roofline_ms"] is None and "no int8 probe" in console

@@ -147,3 +147,12 @@ def test_a_calibration_clip_without_prompts_is_judged_from_a_click_in_its_middle
     assert q["calibration"]["prompts"][0]["points"] == [[427.0, 240.0]]  # the middle of DAVIS's 854 x 480 frames
     fid = q["fidelity"]["per_object"]["1"]
     assert fid["frames"] == 16 and 0.9 < fid["min_iou"] <= 1.0
+
+
+def test_bench_does_not_judge_fp16_stages_by_the_f32_roofline(fp16_dir, tmp_path, capsys):
+    from tests.engine.test_quantize import bench_one_frame
+
+    run, console = bench_one_frame(fp16_dir, tmp_path / "b", capsys)
+    assert run["converted_stages"] == dict.fromkeys(STAGES, "fp16") and run["int8_stages"] == []
+    assert run["roofline"]["stage_fraction"] == {} and run["roofline"]["frame_roofline_ms"] is None
+    assert "no fp16 probe" in console
