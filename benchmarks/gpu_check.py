@@ -158,28 +158,16 @@ def main() -> int:
 
     # ---- stage timing
     timing: dict = {}
-    for label, frames, ptrs in (("7 memory frames, 16 pointers", 7, 16), ("1 memory frame, 1 pointer", 1, 1)):
+    for name, cfg in {"ort CUDA": BackendConfig(name="onnxruntime", device=args.device),
+                      "ort CUDA io_binding": BackendConfig(name="onnxruntime", device=args.device, io_binding=True),
+                      "ort CPU": BackendConfig(name="onnxruntime", device="cpu")}.items():
+        _time_set(ms, cfg, name, timing, args.repeats)
+    for label, frames, ptrs in _CASES:
         inputs = random_inputs(ms, frames, ptrs)
-        configs = {
-            "ort CUDA": BackendConfig(name="onnxruntime", device=args.device),
-            "ort CUDA io_binding": BackendConfig(name="onnxruntime", device=args.device, io_binding=True),
-            "ort CPU": BackendConfig(name="onnxruntime", device="cpu"),
-        }
-        for name, cfg in configs.items():
-            stages = StageSet.load(ms, cfg)
-            for stage, x in inputs.items():
-                if stage != "memory_attention" and label.startswith("1"):
-                    continue
-                key = stage if stage != "memory_attention" else f"memory_attention ({label})"
-                timing.setdefault(key, {})[name] = time_stage(lambda v, s=stage, ss=stages: ss.run(s, v), x, args.repeats)
-                timing[key][name]["load_s"] = round(stages.stages[stage].load_seconds, 2)
         fns, sync = torch_cuda_timers(args.model, ms, inputs)
         if fns:
-            for stage, x in inputs.items():
-                if stage != "memory_attention" and label.startswith("1"):
-                    continue
-                key = stage if stage != "memory_attention" else f"memory_attention ({label})"
-                timing[key]["torch CUDA eager"] = time_stage(fns[stage], x, args.repeats, sync)
+            for stage, x in _timed(inputs, label):
+                timing[_key(stage, label)]["torch CUDA eager"] = time_stage(fns[stage], x, args.repeats, sync)
         elif sync:
             report["torch_cuda"] = sync
     if not args.no_fp16:
@@ -230,16 +218,26 @@ def main() -> int:
     return 0
 
 
+_CASES = (("7 memory frames, 16 pointers", 7, 16), ("1 memory frame, 1 pointer", 1, 1))
+
+
+def _timed(inputs: dict, label: str):
+    """The stages a case times: all with a full bank, memory attention alone with one memory."""
+    return [(stage, x) for stage, x in inputs.items() if stage == "memory_attention" or not label.startswith("1")]
+
+
+def _key(stage: str, label: str) -> str:
+    return stage if stage != "memory_attention" else f"memory_attention ({label})"
+
+
 def _time_set(ms: ModelSet, cfg: BackendConfig, column: str, timing: dict, repeats: int) -> None:
     """Every stage of `ms` on `cfg`, with a full bank and with one memory, into timing[stage][column]."""
     stages = StageSet.load(ms, cfg)
-    for label, frames, ptrs in (("7 memory frames, 16 pointers", 7, 16), ("1 memory frame, 1 pointer", 1, 1)):
-        for stage, x in random_inputs(ms, frames, ptrs).items():
-            if stage != "memory_attention" and label.startswith("1"):
-                continue
-            key = stage if stage != "memory_attention" else f"memory_attention ({label})"
+    for label, frames, ptrs in _CASES:
+        for stage, x in _timed(random_inputs(ms, frames, ptrs), label):
             x = ms.manifest.static.pad(stage, x) if ms.manifest.static is not None else x
-            timing.setdefault(key, {})[column] = time_stage(lambda v, s=stage: stages.stages[s].run(v), x, repeats)
+            row = time_stage(lambda v, s=stage: stages.stages[s].run(v), x, repeats)
+            timing.setdefault(_key(stage, label), {})[column] = {**row, "load_s": round(stages.stages[stage].load_seconds, 2)}
 
 
 def _judge(args: argparse.Namespace, name: str, candidate: dict, exact: dict) -> dict:
