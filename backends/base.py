@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ class BackendConfig:
     provider_options: Mapping[str, Any] = field(default_factory=dict)  # onnxruntime EP options
     io_binding: bool = False  # onnxruntime: bind inputs/outputs (pays on CUDA)
     cuda_graph: bool = False  # onnxruntime CUDA: capture each stage once, replay it (needs a static set)
+    # onnxruntime: outputs that only feed other stages, and the memory bank, stay on the device
+    keep_on_device: bool = False
     fallback: tuple[BackendConfig, ...] = ()
 
     def without_fallback(self) -> BackendConfig:
@@ -52,6 +54,17 @@ class StageOptions:
     name: str = "stage"
 
 
+@dataclass(frozen=True, eq=False)
+class DeviceTensor:
+    """A value left where its backend runs (`keep_on_device`): the tracker hands it from stage to stage
+    without reading it; `StageSet.to_host` reads it when a rule needs the numbers."""
+
+    value: Any  # the runtime's handle (an onnxruntime OrtValue)
+    shape: tuple[int, ...]
+    dtype: str  # as the runtime names it: 'float32', 'bfloat16', ...
+    nbytes: int
+
+
 class Stage(ABC):
     """A loaded (compiled) stage model: dict of numpy arrays in, dict of numpy arrays out."""
 
@@ -62,6 +75,13 @@ class Stage(ABC):
 
     @abstractmethod
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def run_on_device(self, inputs: Mapping[str, np.ndarray | DeviceTensor],
+                      keep: Collection[str]) -> dict[str, np.ndarray | DeviceTensor]:
+        """As run, but inputs may be DeviceTensors of this backend, and outputs named in `keep` stay on
+        the device as DeviceTensors (backends whose config has keep_on_device)."""
+        raise BackendUnavailableError(f"stage {self.name}: this backend keeps no values on a device "
+                                      f"(keep_on_device is an onnxruntime option)")
 
     def _check_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
         missing = [n for n in self.input_names if n not in inputs]
@@ -86,6 +106,14 @@ class Backend(ABC):
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """runtime, version, device, provider, precision, threads: what reports print."""
+
+    def to_host(self, value: DeviceTensor) -> np.ndarray:
+        """A DeviceTensor this backend made, as a numpy array."""
+        raise BackendUnavailableError(f"{self.config.name} keeps no values on a device")
+
+    def memory_store(self, spec: Any) -> Any:
+        """An engine.memory_store.MemoryStore that keeps memory features on this backend's device."""
+        raise BackendUnavailableError(f"{self.config.name} keeps no memory on a device")
 
     def _describe_common(self) -> dict[str, Any]:
         d: dict[str, Any] = {}

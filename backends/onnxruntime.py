@@ -7,17 +7,21 @@ exist depends on which one is installed (TensorRT also needs NVIDIA's TensorRT l
 CUDA graphs (`cuda_graph: true`) replay a captured stage, which ONNX Runtime allows only when every input
 and output keeps its device address: such a stage allocates its buffers on the device once (fixed shapes:
 a static model set), copies each call's inputs into them and reads its outputs back.
+
+`keep_on_device: true` leaves the outputs that only feed other stages on the device and keeps the memory
+bank there (backends/onnxruntime_device.py): per tracked frame only the prompt, the decoder's masks and
+scores, and the mask for the memory encoder cross between host and device.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from backends.base import Backend, BackendConfig, Stage, StageOptions, timed_load
+from backends.base import Backend, BackendConfig, DeviceTensor, Stage, StageOptions, timed_load
 from engine.errors import BackendUnavailableError, InputError, ModelSetError
 
 _PROVIDERS = {"CPU": "CPUExecutionProvider", "CUDA": "CUDAExecutionProvider", "TRT": "TensorrtExecutionProvider",
@@ -45,8 +49,9 @@ def normalise_device(device: str) -> str:
 
 class OnnxRuntimeStage(Stage):
     def __init__(self, session: Any, name: str, device: str, io_binding: bool, load_seconds: float,
-                 fixed_buffers: bool = False) -> None:
+                 fixed_buffers: bool = False, ops: Any = None) -> None:
         self.session = session
+        self.ops = ops  # DeviceOps where the backend keeps values on the device
         self.name = name
         self.device = device
         self.input_names = tuple(i.name for i in session.get_inputs())
@@ -92,18 +97,39 @@ class OnnxRuntimeStage(Stage):
             binding.bind_ortvalue_output(name, buffers[name])
         return binding, {n: buffers[n] for n in self.input_names}, {n: buffers[n] for n in self.output_names}
 
-    def _run_fixed(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run_on_device(self, inputs: Mapping[str, np.ndarray | DeviceTensor],
+                      keep: Collection[str]) -> dict[str, np.ndarray | DeviceTensor]:
+        if self.ops is None:
+            raise InputError(f"stage {self.name}: values stay on the device only on a backend with keep_on_device")
+        self._check_inputs(inputs)
+        if self._fixed is not None:
+            return self._run_fixed(inputs, keep)
+        return self.ops.run_bound(self.session, dict(inputs), tuple(keep))
+
+    def _run_fixed(self, inputs: Mapping[str, np.ndarray | DeviceTensor],
+                   keep: Collection[str] = ()) -> dict[str, np.ndarray | DeviceTensor]:
         binding, ins, outs = self._fixed  # type: ignore[misc]
         for name, buf in ins.items():
-            arr = np.ascontiguousarray(inputs[name])
-            if tuple(arr.shape) != tuple(buf.shape()) or _NUMPY_TYPES[buf.data_type()] != arr.dtype:
-                raise InputError(f"stage {self.name}: input {name} is {arr.dtype} {list(arr.shape)}, but this "
+            value = inputs[name]
+            arr = value if isinstance(value, DeviceTensor) else np.ascontiguousarray(value)
+            dtype = arr.dtype if isinstance(arr, DeviceTensor) else np.dtype(arr.dtype).name
+            if tuple(arr.shape) != tuple(buf.shape()) or np.dtype(_NUMPY_TYPES[buf.data_type()]).name != dtype:
+                raise InputError(f"stage {self.name}: input {name} is {dtype} {list(arr.shape)}, but this "
                                  f"stage's fixed buffer is {buf.data_type()} {buf.shape()}")
-            buf.update_inplace(arr)
+            if isinstance(arr, DeviceTensor):
+                self.ops.copy(arr, into=buf)  # device to device: a replayed graph reads this buffer
+            else:
+                buf.update_inplace(arr)
         self.session.run_with_iobinding(binding)
-        if self.device in ("CUDA", "TRT"):  # numpy() copies a device buffer to the host
-            return {name: buf.numpy() for name, buf in outs.items()}
-        return {name: buf.numpy().copy() for name, buf in outs.items()}  # on the host it is a view: the next run overwrites it
+        out: dict[str, np.ndarray | DeviceTensor] = {}
+        for name, buf in outs.items():
+            if name in keep:  # the next replay overwrites the buffer: the kept value is a copy on the device
+                out[name] = self.ops.copy(self.ops.wrap(buf))
+            elif self.device in ("CUDA", "TRT"):  # numpy() copies a device buffer to the host
+                out[name] = buf.numpy()
+            else:  # on the host it is a view: the next run overwrites it
+                out[name] = buf.numpy().copy()
+        return out
 
 
 class OnnxRuntimeBackend(Backend):
@@ -135,7 +161,34 @@ class OnnxRuntimeBackend(Backend):
             )
         if config.cuda_graph and self.device != "CUDA":
             raise BackendUnavailableError(f"cuda_graph is an onnxruntime CUDA feature, not one of {self.device}")
+        if config.keep_on_device and self.device == "DML":
+            raise BackendUnavailableError("keep_on_device runs on onnxruntime's CPU, CUDA and TensorRT devices, "
+                                          "not DirectML")
         self.provider = _PROVIDERS[self.device]
+        self.ops = self._device_ops() if config.keep_on_device else None
+
+    def _device_ops(self) -> Any:
+        import importlib.util
+
+        if importlib.util.find_spec("onnx") is None:
+            raise BackendUnavailableError("keep_on_device builds its copy and stacking graphs with the onnx package, "
+                                          "which is not installed here: pip install onnx")
+        from backends.onnxruntime_device import DeviceOps
+
+        device_id = int(dict(self.config.provider_options).get("device_id", 0))
+        return DeviceOps(self._ort, "cuda" if self.device in ("CUDA", "TRT") else "cpu", device_id)
+
+    def to_host(self, value: DeviceTensor) -> np.ndarray:
+        if self.ops is None:
+            return super().to_host(value)
+        return self.ops.to_host(value)
+
+    def memory_store(self, spec: Any) -> Any:
+        if self.ops is None:
+            return super().memory_store(spec)
+        from backends.onnxruntime_device import DeviceMemoryStore
+
+        return DeviceMemoryStore(self.ops, spec)
 
     def _providers(self) -> list[Any]:
         options = {str(k): str(v) for k, v in dict(self.config.provider_options).items()}
@@ -184,7 +237,7 @@ class OnnxRuntimeBackend(Backend):
                 f"{session.get_providers()}); check the CUDA/cuDNN or DirectML installation"
             )
         return OnnxRuntimeStage(session, options.name, self.device, self.config.io_binding, seconds,
-                                fixed_buffers=self.config.cuda_graph)
+                                fixed_buffers=self.config.cuda_graph, ops=self.ops)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -196,5 +249,6 @@ class OnnxRuntimeBackend(Backend):
             "threads": self.config.threads,
             "io_binding": self.config.io_binding or self.config.cuda_graph,
             "cuda_graph": self.config.cuda_graph,
+            "keep_on_device": self.config.keep_on_device,
             **self._describe_common(),
         }

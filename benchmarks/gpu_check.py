@@ -10,9 +10,10 @@ its PyTorch module (TF32 off, then ORT's default), (3) times each stage on ORT C
 binding, on ORT CPU and on PyTorch CUDA eager, with the same inputs, (4) tracks a synthetic clip on
 ORT CUDA with the benchmark harness, (5) makes the fp16 set (`engine.quantize --precision fp16`), times
 its stages and its tracking, and judges its masks against the f32 set on ORT CUDA (TF32 off) over --video,
-forward and reverse, with `engine.fidelity`, (6) exports the static set of the same weights and runs it with
-CUDA graphs (configs/onnxruntime-cuda-graph.yaml's backend) and, with --tensorrt, on TensorRT fp16: stage
-times, tracking, and masks against the f32 dynamic set; (7) tries OpenVINO's GPU plugin when openvino is installed
+forward and reverse, with `engine.fidelity`, (6) tracks the dynamic set with IO binding and with features and the memory bank kept on the device
+(keep_on_device), (7) exports the static set of the same weights and runs it with IO binding, with CUDA
+graphs, with CUDA graphs and keep_on_device (configs/onnxruntime-cuda-graph.yaml's backend) and, with
+--tensorrt, on TensorRT fp16: stage times, tracking fps and host share, and masks against the f32 dynamic set; (8) tries OpenVINO's GPU plugin when openvino is installed
 (it drives Intel GPUs; an NVIDIA card is reported as not seen). Results: gpu_check.json and
 gpu_check.md under --out, and a table on the console.
 """
@@ -172,8 +173,8 @@ def main() -> int:
             report["torch_cuda"] = sync
     if not args.no_fp16:
         report["fp16"] = check_fp16(args, ms, timing)
-    if not args.no_graph or args.tensorrt:
-        report["static"] = check_static(args, ms, timing)
+    report["resident"] = check_resident(args, timing)
+    report["static"] = check_static(args, ms, timing)
     report["stage_timing"] = timing
 
     # ---- tracking on ORT CUDA with the benchmark harness
@@ -201,21 +202,38 @@ def main() -> int:
         lines += ["| backend / stage | worst case | output | max abs | rel |", "| --- | --- | --- | --- | --- |"]
         lines += [f"| {k} | {v['case']} | {v['output']} | {v['max_abs']:.2e} | {v['rel']:.2e} |"
                   for k, v in report["parity_worst_per_stage"].items()]
-    names = ["ort CUDA", "ort CUDA io_binding", "ort CUDA fp16 io_binding", "ort CUDA graph (static)",
-             "TensorRT fp16 (static)", "torch CUDA eager", "ort CPU"]
+    names = ["ort CUDA", "ort CUDA io_binding", "ort CUDA fp16 io_binding", "ort CUDA io_binding (static)",
+             "ort CUDA graph (static)", "TensorRT fp16 (static)", "torch CUDA eager", "ort CPU"]
     lines += ["", "| stage (median ms) | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     for stage, d in timing.items():
         lines.append(f"| {stage} | " + " | ".join(f"{d[n]['median_ms']:.2f}" if n in d else "-" for n in names) + " |")
+    lines += ["", "| tracking, 1 object (engine.bench) | fps | frame ms | host % | min IoU vs exact |",
+              "| --- | --- | --- | --- | --- |"]
+    for part in ("resident", "static", "fp16"):
+        judged = report.get(part) or {}
+        for name, r in (judged.items() if part != "fp16" else [("fp16", judged)]):
+            t = r.get("tracking") if isinstance(r, dict) else None
+            if t:
+                lines.append(f"| {name} | {t['fps']:.1f} | {t['frame_ms']:.2f} | {100 * t['host_fraction']:.1f} | "
+                             f"{_min_iou(r.get('fidelity', ''))} |")
     (args.out / "gpu_check.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if report.get("tracking_console"):
         print(report["tracking_console"][-2500:])
     if report.get("tracking_error"):
         print("tracking failed:", report["tracking_error"][-1500:])
-    for part in ("fp16", "static"):
+    for part in ("fp16", "resident", "static"):
         for key, value in (report.get(part) or {}).items():
             print(f"{part} {key}: {str(value)[-2500:]}")
     return 0
+
+
+def _min_iou(fidelity_console: str) -> str:
+    """The smallest 'min IoU' engine.fidelity printed (its console lines name it per object and direction)."""
+    import re
+
+    found = [float(x) for x in re.findall(r"min IoU[ =:]+([0-9.]+)", fidelity_console)]
+    return f"{min(found):.4f}" if found else "-"
 
 
 _CASES = (("7 memory frames, 16 pointers", 7, 16), ("1 memory frame, 1 pointer", 1, 1))
@@ -250,6 +268,7 @@ def _judge(args: argparse.Namespace, name: str, candidate: dict, exact: dict) ->
     bench = subprocess.run([sys.executable, "-m", "engine.bench", "--config", str(paths["candidate"]), "--objects", "1",
                             "--out", str(args.out / f"bench-{name}")], capture_output=True, text=True, cwd=ROOT)
     out["tracking_console"] = bench.stdout[-3000:] if bench.returncode == 0 else bench.stderr[-3000:]
+    out["tracking"] = _tracking_summary(args.out / f"bench-{name}" / "report.json")
     if not args.video.exists():
         out["fidelity"] = f"not judged: {args.video} is not here (--video)"
         return out
@@ -260,6 +279,15 @@ def _judge(args: argparse.Namespace, name: str, candidate: dict, exact: dict) ->
     out["fidelity"] = judged.stdout[-3000:] + judged.stderr[-1500:]
     out["fidelity_exit"] = judged.returncode
     return out
+
+
+def _tracking_summary(report: Path) -> dict:
+    """fps, frame ms, host share and per-stage ms of a bench run's first (engine) run."""
+    if not report.is_file():
+        return {}
+    run = json.loads(report.read_text())["runs"][0]["steady"]
+    return {"fps": run["fps"], "frame_ms": run["frame"]["median_ms"], "host_fraction": run["host_fraction"],
+            "stages_ms": {k: v["per_frame"]["median_ms"] for k, v in run["stages"].items()}}
 
 
 def _exact(args: argparse.Namespace) -> dict:
@@ -283,22 +311,40 @@ def check_static(args: argparse.Namespace, ms: ModelSet, timing: dict) -> dict:
         export_model_set(built, static_dir, static=shapes)
     sms = ModelSet.load(static_dir)
     tracker = {"max_cond_frames": sms.manifest.static.cond_frames, "memory_dtype": "float32"}
-    out: dict = {}
-    runs = []
+    graph = args.device == "cuda"
+    runs = [("static", "ort CUDA io_binding (static)", {"name": "onnxruntime", "device": args.device,
+                                                          "io_binding": True})]
     if not args.no_graph:
-        runs.append(("cuda-graph", "ort CUDA graph (static)", {"name": "onnxruntime", "device": args.device,
-                                                               "cuda_graph": args.device == "cuda"}))
+        runs += [("cuda-graph", "ort CUDA graph (static)", {"name": "onnxruntime", "device": args.device,
+                                                            "cuda_graph": graph}),
+                 ("cuda-graph-resident", None, {"name": "onnxruntime", "device": args.device, "cuda_graph": graph,
+                                                "keep_on_device": True})]
     if args.tensorrt:
         runs.append(("tensorrt", "TensorRT fp16 (static)", {"name": "onnxruntime", "device": "tensorrt",
-                                                             "precision": "f16",
+                                                             "precision": "f16", "keep_on_device": True,
                                                              "cache_dir": str((args.out / "trt-cache").resolve())}))
+    return _run_configs(args, static_dir, runs, tracker, timing)
+
+
+def check_resident(args: argparse.Namespace, timing: dict) -> dict:
+    """The dynamic set with features and the memory bank kept on the device (keep_on_device), beside the
+    plain IO-binding run; float32 memory, so its masks must equal the exact run's."""
+    runs = [("dynamic", None, {"name": "onnxruntime", "device": args.device, "io_binding": True}),
+            ("resident", None, {"name": "onnxruntime", "device": args.device, "keep_on_device": True})]
+    return _run_configs(args, args.model, runs, {"memory_dtype": "float32"}, timing)
+
+
+def _run_configs(args: argparse.Namespace, model: Path, runs: list, tracker: dict, timing: dict) -> dict:
+    """Each (name, stage-timing column or None, backend) on `model`: stage times, tracking, fidelity."""
+    from engine.config import parse_config
+
+    out: dict = {}
     for name, column, backend in runs:
         try:
-            from engine.config import parse_config
-
-            cfg = parse_config({"model": str(static_dir.resolve()), "backend": backend})
-            _time_set(sms, cfg.backend, column, timing, args.repeats)
-            out[name] = _judge(args, name, {"model": str(static_dir.resolve()), "backend": backend,
+            cfg = parse_config({"model": str(model.resolve()), "backend": backend})
+            if column:
+                _time_set(ModelSet.load(model), cfg.backend, column, timing, args.repeats)
+            out[name] = _judge(args, name, {"model": str(model.resolve()), "backend": backend,
                                             "tracker": tracker}, _exact(args))
         except Exception as exc:  # one path failing (e.g. no TensorRT libraries) must not lose the others
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}

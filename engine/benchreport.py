@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 
 STAGE_ORDER = ("image_encoder", "memory_attention", "mask_decoder", "memory_encoder")
+# what ProfiledStages logs: the stages, and the memory store's work (stacking memories, rounding new ones)
+TIMED = (*STAGE_ORDER, "memory_bank")
 
 
 def stats_ms(values: list[float]) -> dict[str, float]:
@@ -35,7 +37,7 @@ def summarise(frames: list[dict[str, Any]], flops: dict[str, float]) -> dict[str
         host.append(f["total"] - sum(sums.values()))
     total = [f["total"] for f in frames]
     stages = {}
-    for name in STAGE_ORDER:
+    for name in TIMED:
         if name not in calls:
             continue
         s = {"per_call": stats_ms(calls[name]), "per_frame": stats_ms(per_frame[name])}
@@ -67,7 +69,7 @@ def format_table(runs: list[dict[str, Any]]) -> str:
 
     ref = {key(r): r for r in runs if r["backend"]["runtime"] == "torch"}
     head = (f"{'run':<44} {'frame ms':>9} {'fps':>6} {'vs torch':>8} {'host %':>6}  "
-            + "  ".join(f"{s[:12]:>12}" for s in STAGE_ORDER))
+            + "  ".join(f"{s[:12]:>12}" for s in TIMED))
     lines = [head, "-" * len(head)]
     for r in runs:
         st = r["steady"]
@@ -75,7 +77,7 @@ def format_table(runs: list[dict[str, Any]]) -> str:
         ratio = (f"{torch_run['steady']['frame']['median_ms'] / st['frame']['median_ms']:.2f}x"
                  if torch_run else "")
         cells = []
-        for s in STAGE_ORDER:
+        for s in TIMED:
             x = st["stages"].get(s)
             cells.append(f"{x['per_frame']['median_ms']:>12.1f}" if x else f"{'-':>12}")
         host = st["host_fraction"]
@@ -119,7 +121,7 @@ def write_chart(runs: list[dict[str, Any]], path: Path) -> bool:
     labels = [run_label(r).replace(", ", "\n") for r in runs]
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(runs) + 2), 5))
     bottom = np.zeros(len(runs))
-    for stage in (*STAGE_ORDER, "host"):
+    for stage in (*TIMED, "host"):
         vals = np.array([
             (r["steady"]["host_overhead"]["median_ms"] if stage == "host"
              else r["steady"]["stages"].get(stage, {}).get("per_frame", {}).get("median_ms", 0.0))

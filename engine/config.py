@@ -20,7 +20,7 @@ from engine.modelset import STAGES
 
 TOP_KEYS = ("model", "backend", "stages", "tracker")
 BACKEND_KEYS = ("name", "device", "precision", "threads", "performance_hint", "num_streams", "cache_dir",
-                "provider_options", "io_binding", "cuda_graph", "fallback")
+                "provider_options", "io_binding", "cuda_graph", "keep_on_device", "fallback")
 ORT_DEVICES = ("cpu", "cuda", "tensorrt", "directml", "dml")
 OV_DEVICE_RE = re.compile(r"^(CPU|GPU(\.\d+)?|NPU|AUTO|(AUTO|MULTI|HETERO):[A-Z0-9.,]+)$")
 OV_DEVICES_TEXT = "CPU, GPU, GPU.<n>, NPU, AUTO, AUTO:<dev>,<dev>"
@@ -145,6 +145,11 @@ def _backend(d: dict[str, Any], parent: BackendConfig, base: Path | None, source
     if cfg.cuda_graph and (cfg.name, cfg.device.lower()) != ("onnxruntime", "cuda"):
         raise ConfigError(f"{_where(source, key + '.cuda_graph')}: CUDA graphs are an onnxruntime CUDA feature; "
                           f"this backend is {cfg.name} on {cfg.device}")
+    if "keep_on_device" in d:
+        cfg = replace(cfg, keep_on_device=_bool(d["keep_on_device"], source, f"{key}.keep_on_device"))
+    if cfg.keep_on_device and (cfg.name != "onnxruntime" or cfg.device.lower() not in ("cpu", "cuda", "tensorrt")):
+        raise ConfigError(f"{_where(source, key + '.keep_on_device')}: values are kept on the device by onnxruntime "
+                          f"on cpu, cuda or tensorrt; this backend is {cfg.name} on {cfg.device}")
     cfg = replace(cfg, fallback=())
     if "fallback" in d:
         if not allow_fallback:

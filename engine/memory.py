@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from engine.rules import ModelRules
-
-
-# ----------------------------------------------------------------------------- bfloat16 storage
-def to_bf16(x: np.ndarray) -> np.ndarray:
-    """float32 -> bfloat16 bit patterns (uint16), round to nearest even, as torch's .to(bfloat16)."""
-    bits = np.ascontiguousarray(x, np.float32).view(np.uint32)
-    rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
-    out = ((bits + rounding) >> 16).astype(np.uint16)
-    nan = np.isnan(x)
-    if nan.any():
-        out[nan] = 0x7FC0
-    return out
-
-
-def from_bf16(x: np.ndarray) -> np.ndarray:
-    return (x.astype(np.uint32) << 16).view(np.float32)
 
 
 @dataclass
@@ -32,12 +17,8 @@ class FrameOutput:
     pred_masks: np.ndarray  # [h4, w4] float32 low-res logits (hole-filled)
     obj_ptr: np.ndarray  # [256]
     object_score: float
-    maskmem: np.ndarray | None = None  # [64, h, w]: float32, or uint16 bfloat16 bits
+    maskmem: Any = None  # what the memory store keeps: [64, a, b] numpy (float32 or bfloat16 bits) or a device value
     iou: float = 0.0
-
-    def memory_features(self) -> np.ndarray:
-        assert self.maskmem is not None
-        return from_bf16(self.maskmem) if self.maskmem.dtype == np.uint16 else self.maskmem
 
     def nbytes(self) -> int:
         return self.pred_masks.nbytes + self.obj_ptr.nbytes + (0 if self.maskmem is None else self.maskmem.nbytes)
@@ -45,8 +26,11 @@ class FrameOutput:
 
 @dataclass
 class MemoryInputs:
-    memory: np.ndarray  # [M, 64, h, w]
-    memory_pos: np.ndarray  # [M, 64, h, w]
+    """What memory attention attends to, as the rules select it: stored memories with their temporal slots
+    (a memory store turns them into the stage's memory and memory_pos), and the pointers themselves."""
+
+    memories: list[Any]  # FrameOutput.maskmem of each selected frame
+    slots: list[int]  # temporal slot of each: index into MemorySpec.slot_pos
     obj_ptrs: np.ndarray  # [N, 256]
     obj_ptr_pos: np.ndarray  # [N, 64]
     memory_frames: list[int]
@@ -122,10 +106,6 @@ class MemoryPlanner:
         self.stride = rules.memory_temporal_stride_for_eval
         self.max_ptrs_model = rules.max_obj_ptrs_in_encoder
         self.max_ptrs = min(max_obj_ptrs, self.max_ptrs_model)
-        tpos = constants["maskmem_tpos_enc"]  # [num_maskmem, 64]
-        self.maskmem_pos = constants["maskmem_pos_enc"][0]  # [64, h, w]
-        # position of a memory with temporal slot k: sine encoding + k-th temporal embedding, made once
-        self.slot_pos = [(self.maskmem_pos + tpos[k][:, None, None]).astype(np.float32) for k in range(len(tpos))]
         self.mem_dim = rules.mem_dim
         self.hidden_dim = rules.hidden_dim
         self.tpos_w = constants.get("obj_ptr_tpos_proj_weight")
@@ -158,14 +138,6 @@ class MemoryPlanner:
             if out is not None:
                 entries.append((t_pos, prev, out))
         entries = [e for e in entries if e[2].maskmem is not None]
-        h, w = self.maskmem_pos.shape[1:]
-        memory = np.empty((len(entries), self.mem_dim, h, w), np.float32)
-        memory_pos = np.empty_like(memory)
-        mem_frames = []
-        for i, (t_pos, t, out) in enumerate(entries):
-            memory[i] = out.memory_features()
-            memory_pos[i] = self.slot_pos[self.num_maskmem - t_pos - 1]
-            mem_frames.append(t)
 
         ptrs, ptr_pos_raw, ptr_frames = [], [], []
         if rules.use_obj_ptrs_in_encoder:
@@ -193,11 +165,11 @@ class MemoryPlanner:
         else:
             ptr_pos = np.zeros((0, self.mem_dim), np.float32)
         return MemoryInputs(
-            memory=memory,
-            memory_pos=memory_pos,
+            memories=[out.maskmem for _, _, out in entries],
+            slots=[self.num_maskmem - t_pos - 1 for t_pos, _, _ in entries],  # as maskmem_tpos_enc is indexed
             obj_ptrs=np.stack(ptrs).astype(np.float32) if ptrs else np.zeros((0, self.hidden_dim), np.float32),
             obj_ptr_pos=ptr_pos,
-            memory_frames=mem_frames,
+            memory_frames=[t for _, t, _ in entries],
             pointer_frames=ptr_frames,
         )
 

@@ -8,7 +8,7 @@ benchmark wraps the stage set with it; the tracker is built on the wrapper uncha
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,17 +20,44 @@ class ProfiledStages:
         self.log: list[tuple[str, float]] | None = None  # None: not recording
         self.last_memory: tuple[int, int] = (0, 0)  # (memory frames, object pointers) of the last attention
 
-    def run(self, name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, name: str, inputs: Mapping[str, Any], keep: Collection[str] = ()) -> dict[str, Any]:
         t0 = time.perf_counter()
-        out = self.inner.run(name, inputs)
+        out = self.inner.run(name, inputs, keep)
+        self._record(name, t0)
+        if name == "memory_attention":
+            valid = inputs.get("memory_valid")  # a device store filled a static set's slots
+            frames = int(inputs["memory"].shape[0]) if valid is None else int(np.sum(valid))
+            self.last_memory = (frames, int(inputs["obj_ptrs"].shape[0]))
+        return out
+
+    def memory_store(self, spec: Any) -> Any:
+        """The wrapped set's store, its work logged as 'memory_bank' (on a device it is device work)."""
+        return _TimedStore(self.inner.memory_store(spec), self)
+
+    def _record(self, name: str, t0: float) -> None:
         if self.log is not None:
             self.log.append((name, time.perf_counter() - t0))
-        if name == "memory_attention":
-            self.last_memory = (int(inputs["memory"].shape[0]), int(inputs["obj_ptrs"].shape[0]))
-        return out
 
     def describe(self) -> dict[str, dict[str, Any]]:
         return self.inner.describe()
 
     def __getattr__(self, name: str) -> Any:  # modelset, stages, backends of the wrapped set
         return getattr(self.inner, name)
+
+
+class _TimedStore:
+    def __init__(self, store: Any, profiled: ProfiledStages) -> None:
+        self.store = store
+        self.profiled = profiled
+
+    def keep(self, features: Any, absent: bool) -> Any:
+        t0 = time.perf_counter()
+        out = self.store.keep(features, absent)
+        self.profiled._record("memory_bank", t0)
+        return out
+
+    def gather(self, memories: Sequence[Any], slots: Sequence[int]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        out = self.store.gather(memories, slots)
+        self.profiled._record("memory_bank", t0)
+        return out

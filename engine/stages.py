@@ -1,28 +1,54 @@
-"""The four stage models of a model set, each loaded on the backend its config asks for."""
+"""The four stage models of a model set, each loaded on the backend its config asks for.
+
+Values pass between stages as numpy arrays, except on a set loaded with `keep_on_device`: there the
+outputs the tracker only hands to other stages (image features, memory-attention output, memory
+features) stay where the stages run, as `DeviceTensor`s, and the memory bank is kept there too.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from backends.base import Backend, BackendConfig, Stage, StageOptions, create_backend
+from backends.base import Backend, BackendConfig, DeviceTensor, Stage, StageOptions, create_backend
 from engine.config import EngineConfig
-from engine.errors import ModelSetError
+from engine.errors import ConfigError, ModelSetError
+from engine.memory_store import HostMemoryStore, MemorySpec, MemoryStore
 from engine.modelset import STAGES, ModelSet
 
 log = logging.getLogger("engine")
 
 
-class StageSet:
+class HostValues:
+    """What the tracker asks of a stage set beyond `run`, for a set whose values are numpy arrays."""
+
+    keeps_on_device = False
+
+    def to_host(self, value: np.ndarray | DeviceTensor) -> np.ndarray:
+        return value  # type: ignore[return-value]
+
+    def memory_store(self, spec: MemorySpec) -> MemoryStore:
+        return HostMemoryStore(spec)
+
+
+class StageSet(HostValues):
     """Loaded stages plus the backend behind each; backends with equal configs are shared."""
 
     def __init__(self, modelset: ModelSet, stages: dict[str, Stage], backends: dict[str, Backend]) -> None:
         self.modelset = modelset
         self.stages = stages
         self.backends = backends
+        self.keeps_on_device = any(b.config.keep_on_device for b in backends.values())
+        if self.keeps_on_device and len({id(b) for b in backends.values()}) > 1:
+            # a device value can only be read by the runtime and device that made it
+            placed = ", ".join(f"{s}: {b.config.name}:{b.config.device}"
+                               f"{' keep_on_device' if b.config.keep_on_device else ''}" for s, b in backends.items())
+            raise ConfigError(f"keep_on_device needs every stage on one backend (same runtime, device and "
+                              f"options), since values stay where they were made; this config places {placed}")
 
     @classmethod
     def load(cls, modelset: ModelSet, config: EngineConfig | Mapping[str, BackendConfig] | BackendConfig,
@@ -59,11 +85,30 @@ class StageSet:
                 f"outputs {list(stage.output_names)}, manifest says {list(want_in)} -> {list(want_out)}"
             )
 
-    def run(self, name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, name: str, inputs: Mapping[str, Any], keep: Collection[str] = ()) -> dict[str, Any]:
         """Dynamic inputs in (as many memories, pointers and points as the rules select); a static set's
-        stages get them padded into their fixed slots."""
+        stages get them padded into their fixed slots. Outputs named in `keep` stay on the device where
+        the set keeps values there; every other output is a numpy array."""
         static = self.modelset.manifest.static
-        return self.stages[name].run(static.pad(name, inputs) if static is not None else inputs)
+        fed = static.pad(name, inputs) if static is not None else inputs
+        if self.keeps_on_device:
+            return self.stages[name].run_on_device(fed, keep)
+        return self.stages[name].run(fed)
+
+    def to_host(self, value: np.ndarray | DeviceTensor) -> np.ndarray:
+        if isinstance(value, DeviceTensor):
+            return self._device_backend().to_host(value)
+        return value
+
+    def memory_store(self, spec: MemorySpec) -> MemoryStore:
+        if self.keeps_on_device:
+            static = self.modelset.manifest.static
+            spec = replace(spec, slots=static.memory_slots if static is not None else None)
+            return self._device_backend().memory_store(spec)
+        return HostMemoryStore(spec)
+
+    def _device_backend(self) -> Backend:
+        return next(iter(self.backends.values()))  # one backend serves every stage (checked at load)
 
     def describe(self) -> dict[str, dict[str, Any]]:
         out = {}

@@ -71,8 +71,9 @@ class StaticShapes:
         """Dynamic stage inputs -> the static stage's (slots filled in order, then zeros, plus validity)."""
         if stage == "memory_attention":
             out = dict(inputs)
-            out["memory"], out["memory_pos"], out["memory_valid"] = _fill(
-                "memory frames", self.memory_slots, inputs["memory"], inputs["memory_pos"])
+            if "memory_valid" not in inputs:  # a device memory store fills the slots where the values live
+                out["memory"], out["memory_pos"], out["memory_valid"] = _fill(
+                    "memory frames", self.memory_slots, inputs["memory"], inputs["memory_pos"])
             out["obj_ptrs"], out["obj_ptr_pos"], out["obj_ptr_valid"] = _fill(
                 "object pointers", self.pointer_slots, inputs["obj_ptrs"], inputs["obj_ptr_pos"])
             return out

@@ -20,7 +20,8 @@ import numpy as np
 from engine.config import EngineConfig, TrackerSettings, load_config
 from engine.decode import NO_OBJ_SCORE, Decoded, mix_no_obj_ptr, select_mask, use_multimask
 from engine.errors import ConfigError, InputError
-from engine.memory import FrameOutput, MemoryPlanner, ObjectMemory, to_bf16
+from engine.memory import FrameOutput, MemoryPlanner, ObjectMemory
+from engine.memory_store import MemorySpec
 from engine.modelset import ModelSet
 from engine.postprocess import fill_holes, to_video_logits
 from engine.preprocess import frame_to_input, prompt_mask, prompt_points, resize_antialias, resize_bilinear
@@ -32,9 +33,11 @@ PREV_MASK_CLAMP = 32.0  # SAM 2 clamps a frame's previous logits before feeding 
 
 @dataclass
 class FrameFeatures:
-    vision_feat: np.ndarray  # [1, 256, h, w]
-    high_res_feat0: np.ndarray
-    high_res_feat1: np.ndarray
+    """The image encoder's outputs: numpy arrays, or DeviceTensors on a stage set that keeps them on its device."""
+
+    vision_feat: Any  # [1, 256, h, w]
+    high_res_feat0: Any
+    high_res_feat1: Any
 
 
 @dataclass
@@ -114,6 +117,7 @@ class Tracker:
                                else self.settings.fill_hole_area)
         self.non_overlap_masks = (self.rules.non_overlap_masks if self.settings.non_overlap_masks is None
                                   else self.settings.non_overlap_masks)
+        self.store = stages.memory_store(MemorySpec.for_model(self.rules, self.constants, self.settings.memory_dtype))
         self.no_obj_ptr = self.constants["no_obj_ptr"]
         self.no_mem_embed = self.constants["no_mem_embed"].reshape(1, -1, 1, 1)
         self.return_video_logits = False
@@ -150,8 +154,9 @@ class Tracker:
         return low_res + r.hidden_dim * 4 + features
 
     # ------------------------------------------------------------------ stage calls
-    def _run(self, stage: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = self.stages.run(stage, inputs)
+    def _run(self, stage: str, inputs: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+        """A stage call; outputs named in `keep` only go on to other stages, so they may stay on the device."""
+        out = self.stages.run(stage, inputs, keep)
         if stage == "mask_decoder":
             # every stage's output reaches the decoder's within a frame or two, so checking its (small)
             # outputs catches a broken model or runtime without scanning the large feature maps
@@ -165,12 +170,12 @@ class Tracker:
         if state.cached is not None and state.cached[0] == frame_idx:
             return state.cached[1]
         image = frame_to_input(state.source.get(frame_idx), self.image_size)
-        out = self._run("image_encoder", {"image": image})
+        out = self._run("image_encoder", {"image": image}, keep=("vision_feat", "high_res_feat0", "high_res_feat1"))
         feats = FrameFeatures(out["vision_feat"], out["high_res_feat0"], out["high_res_feat1"])
         state.cached = (frame_idx, feats)
         return feats
 
-    def _decode(self, embed: np.ndarray, feats: FrameFeatures, points: tuple[np.ndarray, np.ndarray] | None,
+    def _decode(self, embed: Any, feats: FrameFeatures, points: tuple[np.ndarray, np.ndarray] | None,
                 mask_input: np.ndarray | None, multimask: bool) -> Decoded:
         if points is None:  # SAM 2 feeds one padding point (label -1) when there are no clicks
             coords, labels = np.zeros((1, 1, 2), np.float32), -np.ones((1, 1), np.int32)
@@ -179,7 +184,7 @@ class Tracker:
         side = 4 * feats.vision_feat.shape[-1]
         has = mask_input is not None
         out = self._run("mask_decoder", {
-            "image_embed": embed.astype(np.float32, copy=False),
+            "image_embed": embed,
             "high_res_feat0": feats.high_res_feat0, "high_res_feat1": feats.high_res_feat1,
             "point_coords": coords, "point_labels": labels,
             "mask_input": (mask_input.reshape(1, 1, side, side).astype(np.float32) if has
@@ -213,11 +218,9 @@ class Tracker:
             np.reciprocal(mask, out=mask)
         mask *= np.float32(self.rules.sigmoid_scale_for_mem_enc)
         mask += np.float32(self.rules.sigmoid_bias_for_mem_enc)
-        out = self._run("memory_encoder", {"pix_feat": feats.vision_feat, "mask_for_mem": mask[None, None]})
-        features = out["maskmem_features"][0]
-        if self.rules.no_obj_embed_spatial and score <= 0:
-            features = features + self.constants["no_obj_embed_spatial"][:, None, None]
-        return to_bf16(features) if self.settings.memory_dtype == "bfloat16" else features.astype(np.float32)
+        out = self._run("memory_encoder", {"pix_feat": feats.vision_feat, "mask_for_mem": mask[None, None]},
+                        keep=("maskmem_features",))
+        return self.store.keep(out["maskmem_features"], absent=score <= 0)
 
     def _track_frame(self, state: InferenceState, obj: ObjectState, frame_idx: int, is_init_cond: bool,
                      points: tuple[np.ndarray, np.ndarray] | None, mask: np.ndarray | None, reverse: bool,
@@ -228,15 +231,16 @@ class Tracker:
             decoded = self._mask_as_output(feats, mask)
         else:
             if is_init_cond:
-                embed = feats.vision_feat + self.no_mem_embed
+                embed = self.stages.to_host(feats.vision_feat) + self.no_mem_embed
             else:
                 mem = self.planner.plan(obj.bank, frame_idx, state.num_frames, reverse)
-                if mem.memory.shape[0] == 0:
+                if not mem.memories:
                     raise InputError(f"object {obj.obj_id} has no memory to track frame {frame_idx} from; "
                                      f"add a prompt first")
                 embed = self._run("memory_attention", {
-                    "curr": feats.vision_feat, "memory": mem.memory, "memory_pos": mem.memory_pos,
-                    "obj_ptrs": mem.obj_ptrs, "obj_ptr_pos": mem.obj_ptr_pos})["pix_feat_with_mem"]
+                    "curr": feats.vision_feat, **self.store.gather(mem.memories, mem.slots),
+                    "obj_ptrs": mem.obj_ptrs, "obj_ptr_pos": mem.obj_ptr_pos},
+                    keep=("pix_feat_with_mem",))["pix_feat_with_mem"]
             n_points = 0 if points is None else int(points[1].shape[0])
             decoded = self._decode(embed, feats, points, prev_logits,
                                    use_multimask(self.rules, is_init_cond, n_points))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,8 @@ class RecordingStages:
         self.inner = stages
         self.samples: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in STAGES}
 
-    def run(self, name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, name: str, inputs: Mapping[str, np.ndarray], keep: Collection[str] = ()) -> dict[str, np.ndarray]:
+        """`keep` is a permission, not a demand: every output comes back as numpy here."""
         static = self.inner.modelset.manifest.static
         fed = static.pad(name, inputs) if static is not None else inputs
         self.samples[name].append({k: np.array(v, copy=True) for k, v in fed.items()})

@@ -9,16 +9,17 @@ from __future__ import annotations
 import numpy as np
 
 from engine.modelset import ModelSet
+from engine.stages import HostValues
 
 
-class FakeStages:
+class FakeStages(HostValues):
     def __init__(self, modelset: ModelSet, present: bool = True) -> None:
         self.modelset = modelset
         self.f = modelset.manifest.feat_size
         self.present = present
         self.calls: dict[str, int] = {}
 
-    def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, name: str, inputs: dict[str, np.ndarray], keep=()) -> dict[str, np.ndarray]:
         self.calls[name] = self.calls.get(name, 0) + 1
         f = self.f
         if name == "image_encoder":

@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from engine.memory import FrameOutput, MemoryPlanner, ObjectMemory, from_bf16, sine_pe_1d, to_bf16
+from engine.memory import FrameOutput, MemoryPlanner, ObjectMemory, sine_pe_1d
+from engine.memory_store import HostMemoryStore, MemorySpec, from_bf16, to_bf16
 
 FEAT = 32  # the test model set's feature size (512 / 16)
 
@@ -21,11 +22,16 @@ def test_worked_example_frame_10(modelset):
     plan = _planner(modelset).plan(bank, 10, num_frames=40, reverse=False)
     assert plan.memory_frames == [0, 4, 5, 6, 7, 8, 9]
     assert plan.pointer_frames == [0, 9, 8, 7, 6, 5, 4, 3, 2, 1]
+    assert plan.slots == [6, 5, 4, 3, 2, 1, 0]  # conditioning frame, then f - 6 .. f - 1
+    ms = modelset
+    spec = MemorySpec.for_model(ms.manifest.rules, ms.constants, "float32")
+    fed = HostMemoryStore(spec).gather(plan.memories, plan.slots)
     tpos = modelset.constants["maskmem_tpos_enc"]
     pos = modelset.constants["maskmem_pos_enc"][0]
-    np.testing.assert_allclose(plan.memory_pos[0], pos + tpos[6][:, None, None])  # conditioning frame
-    np.testing.assert_allclose(plan.memory_pos[-1], pos + tpos[0][:, None, None])  # previous frame
-    np.testing.assert_allclose(plan.memory_pos[1], pos + tpos[5][:, None, None])  # f - 6
+    np.testing.assert_allclose(fed["memory_pos"][0], pos + tpos[6][:, None, None])  # conditioning frame
+    np.testing.assert_allclose(fed["memory_pos"][-1], pos + tpos[0][:, None, None])  # previous frame
+    np.testing.assert_allclose(fed["memory_pos"][1], pos + tpos[5][:, None, None])  # f - 6
+    assert [float(m[0, 0, 0]) for m in fed["memory"]] == [0, 4, 5, 6, 7, 8, 9]  # each frame's own features
     assert plan.obj_ptrs.shape == (10, 256) and plan.obj_ptr_pos.shape == (10, 64)
 
 

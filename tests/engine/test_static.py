@@ -17,7 +17,7 @@ from backends.base import BackendConfig
 from engine.config import TrackerSettings, load_config
 from engine.errors import ConfigError, ExportError, InputError, ModelSetError
 from engine.modelset import ModelSet
-from engine.stages import StageSet, random_inputs
+from engine.stages import HostValues, StageSet, random_inputs
 from engine.tracker import Tracker
 from tests.engine.parity import FrameRecord, Scenario, Step, compare, run_engine, run_reference
 from tests.engine.test_tracker_parity import BACKENDS, SCENARIOS, check, mask_of
@@ -132,10 +132,10 @@ def test_more_prompted_frames_than_the_cap_is_metas_rule_under_a_cap(built_tiny,
 
 def test_a_static_set_needs_a_cap_within_its_slots(static_ms):
     with pytest.raises(ConfigError, match="tracker.max_cond_frames to 2..2"):
-        Tracker(static_ms, None, EXACT)
+        Tracker(static_ms, HostValues(), EXACT)
     with pytest.raises(ConfigError, match="exceeds the 2 conditioning-frame slots"):
-        Tracker(static_ms, None, replace(EXACT, max_cond_frames=3))
-    Tracker(static_ms, None, CAPPED)
+        Tracker(static_ms, HostValues(), replace(EXACT, max_cond_frames=3))
+    Tracker(static_ms, HostValues(), CAPPED)
 
 
 def test_more_points_than_slots_is_an_error_naming_them(static_ms, clips):

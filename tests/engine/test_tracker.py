@@ -119,8 +119,8 @@ def test_errors(fake_tracker):
 
 def test_nan_from_a_stage_is_reported(modelset):
     class NanStages(FakeStages):
-        def run(self, name, inputs):
-            out = super().run(name, inputs)
+        def run(self, name, inputs, keep=()):
+            out = super().run(name, inputs, keep)
             if name == "mask_decoder":
                 out["masks"][:] = np.nan
             return out
