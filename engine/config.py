@@ -46,6 +46,9 @@ class TrackerSettings:
     # A static model set needs a cap within its slots; results depart from Meta's only on videos with more
     # prompted frames than the cap.
     max_cond_frames: int | None = None
+    # offline runs: decode and resize the frame propagation tracks next in a background thread while the
+    # stages run on this one (the same input either way; on a GPU the resize takes longer than the stages)
+    prefetch_frames: bool = True
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,8 @@ def _tracker(d: Any, source: str) -> TrackerSettings:
                               f"-1 (every prompted frame, Meta's default) or an integer from 2 to 64 (Meta's rule "
                               f"keeps at least the closest prompted frame before and after)")
         t = replace(t, max_cond_frames=v)
+    if "prefetch_frames" in d:
+        t = replace(t, prefetch_frames=_bool(d["prefetch_frames"], source, "tracker.prefetch_frames"))
     return t
 
 

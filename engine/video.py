@@ -4,6 +4,7 @@ with a small cache, so a long video never sits in memory whole."""
 from __future__ import annotations
 
 import re
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -28,6 +29,9 @@ class FrameSource:
 
     def __init__(self) -> None:
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        # the tracker's prefetch thread reads the next frame while the caller may read one (overlays):
+        # decoders and the cache are not thread-safe, so reads take turns
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
         if self.num_frames is None:
@@ -40,6 +44,10 @@ class FrameSource:
     def get(self, index: int) -> np.ndarray:
         if self.num_frames is not None and not 0 <= index < self.num_frames:
             raise InputError(f"frame index {index} is outside the video (0 to {self.num_frames - 1})")
+        with self._lock:
+            return self._get(index)
+
+    def _get(self, index: int) -> np.ndarray:
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]

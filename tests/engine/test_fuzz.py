@@ -16,6 +16,7 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.flo
                     st.text(max_size=12))
 keys = st.sampled_from(["model", "backend", "stages", "tracker", "name", "device", "precision", "threads",
                         "fallback", "memory_frames", "image_encoder", "mask_decoder", "cache_dir", "io_binding", "cuda_graph",
+                        "keep_on_device", "prefetch_frames",
                         "provider_options", "performance_hint", "num_streams", "fill_hole_area", "frame",
                         "obj_id", "points", "labels", "box", "mask", "x"]) | st.text(max_size=8)
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5),

@@ -275,8 +275,8 @@ def test_nan_from_a_stage_stops_with_a_clear_error(config, davis, tmp_path, caps
 
     real = StageSet.run
 
-    def run_nan(self, name, inputs):
-        out = real(self, name, inputs)
+    def run_nan(self, name, inputs, keep=()):
+        out = real(self, name, inputs, keep)
         if name == "mask_decoder":
             out["object_score"] = np.full_like(out["object_score"], np.inf)
         return out
