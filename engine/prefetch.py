@@ -18,11 +18,13 @@ from engine.video import FrameSource
 
 
 class FramePrefetcher:
-    """One frame ahead: `request(i)` starts preparing frame i; `get(i)` returns it (prepared or made now)."""
+    """Every frame's model input comes from here. `request(i)` starts preparing frame i in the worker (a
+    no-op unless `ahead`); `get(i)` returns it, prepared or made now."""
 
-    def __init__(self, source: FrameSource, image_size: int) -> None:
+    def __init__(self, source: FrameSource, image_size: int, ahead: bool = True) -> None:
         self.source = source
         self.image_size = image_size
+        self.ahead = ahead
         self._pool: ThreadPoolExecutor | None = None
         self._pending: tuple[int, Future] | None = None
         self.hits = 0  # frames that were ready (or in progress) when the tracker asked for them
@@ -31,7 +33,7 @@ class FramePrefetcher:
         return frame_to_input(self.source.get(frame_idx), self.image_size)
 
     def request(self, frame_idx: int) -> None:
-        if self._pending is not None and self._pending[0] == frame_idx:
+        if not self.ahead or (self._pending is not None and self._pending[0] == frame_idx):
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2-frame-prefetch")

@@ -25,7 +25,7 @@ from engine.memory_store import MemorySpec
 from engine.modelset import ModelSet
 from engine.postprocess import fill_holes, to_video_logits
 from engine.prefetch import FramePrefetcher
-from engine.preprocess import frame_to_input, prompt_mask, prompt_points, resize_antialias, resize_bilinear
+from engine.preprocess import prompt_mask, prompt_points, resize_antialias, resize_bilinear
 from engine.stages import StageSet
 from engine.video import FrameSource, LiveSource, open_video
 
@@ -59,7 +59,7 @@ class InferenceState:
         self.cached: tuple[int, FrameFeatures] | None = None
         self.correct_as_cond = False  # streams make every correction a conditioning frame
         self.bounded = False  # drop tracked frames the memory rules can no longer reach (streams, or by config)
-        self.prefetcher: FramePrefetcher | None = None  # prepares the frame propagation tracks next
+        self.inputs: FramePrefetcher | None = None  # model inputs of frames; the next one prepared ahead
         self.next_frame: int | None = None  # that frame, while propagate_in_video runs
 
     @property
@@ -172,12 +172,11 @@ class Tracker:
     def _features(self, state: InferenceState, frame_idx: int) -> FrameFeatures:
         if state.cached is not None and state.cached[0] == frame_idx:
             return state.cached[1]
-        if state.prefetcher is not None:
-            image = state.prefetcher.get(frame_idx)
-            if state.next_frame is not None:  # decoded and resized while this frame's stages run
-                state.prefetcher.request(state.next_frame)
-        else:
-            image = frame_to_input(state.source.get(frame_idx), self.image_size)
+        if state.inputs is None:
+            state.inputs = FramePrefetcher(state.source, self.image_size, ahead=self.settings.prefetch_frames)
+        image = state.inputs.get(frame_idx)
+        if state.next_frame is not None:  # decoded and resized while this frame's stages run
+            state.inputs.request(state.next_frame)
         out = self._run("image_encoder", {"image": image}, keep=("vision_feat", "high_res_feat0", "high_res_feat1"))
         feats = FrameFeatures(out["vision_feat"], out["high_res_feat0"], out["high_res_feat1"])
         state.cached = (frame_idx, feats)
@@ -289,8 +288,6 @@ class Tracker:
         """A path (image folder or video file), a numpy array N x H x W x 3, a list of frames or a FrameSource."""
         state = InferenceState(open_video(video))
         state.bounded = self.settings.offline_memory == "window"
-        if self.settings.prefetch_frames:
-            state.prefetcher = FramePrefetcher(state.source, self.image_size)
         if state.num_frames:
             self._features(state, 0)  # as the reference: warm the first frame
         return state
@@ -431,8 +428,8 @@ class Tracker:
         try:
             for frame_idx in frames:
                 state.next_frame = following.get(frame_idx)
-                if state.prefetcher is not None and (state.cached is None or state.cached[0] != frame_idx):
-                    state.prefetcher.request(frame_idx)  # already asked for while the previous frame ran, mostly
+                if state.inputs is not None and (state.cached is None or state.cached[0] != frame_idx):
+                    state.inputs.request(frame_idx)  # already asked for while the previous frame ran, mostly
                 yield self._step(state, frame_idx, reverse)
         finally:  # also when the caller stops early: nothing more to prepare
             state.next_frame = None

@@ -45,7 +45,7 @@ def test_the_model_sees_the_same_frames_with_and_without_prefetching(modelset, r
         assert [r.frame_idx for r in results] == (list(range(N - 1, -1, -1)) if reverse else list(range(N)))
         seen[prefetch] = stages.images
         if prefetch:  # every tracked frame after the first was asked for ahead
-            assert state.prefetcher.hits == N - 1 and state.next_frame is None
+            assert state.inputs.hits == N - 1 and state.next_frame is None
     assert len(seen[True]) == len(seen[False]) >= N  # reverse: frame 0 (warmed by init_state) is encoded again
     for a, b in zip(seen[False], seen[True], strict=True):
         assert np.array_equal(a, b)

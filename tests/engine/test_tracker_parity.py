@@ -174,7 +174,7 @@ def test_the_suite_fails_on_known_departures(departure, scenario, modelset, refe
     settings = TrackerSettings(offline_memory="window") if "window" in departure else TrackerSettings()
     tracker = Tracker(modelset, StageSet.load(modelset, BACKENDS["onnxruntime-cpu"]), settings)
     if "bilinear" in departure:
-        monkeypatch.setattr("engine.tracker.frame_to_input", _opencv_bilinear_input)
+        monkeypatch.setattr("engine.prefetch.frame_to_input", _opencv_bilinear_input)  # every frame input is made there
     sc = next(s for s in SCENARIOS if s.name == scenario)
     cmp = compare(run_engine(tracker, sc, clips[sc.clip], mask_of), reference_runs[sc.name])
     RESULTS[f"{scenario} | onnxruntime-cpu, {departure} (must fail)"] = cmp
