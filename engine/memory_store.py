@@ -41,7 +41,9 @@ class MemorySpec:
     slot_pos: tuple[np.ndarray, ...]  # [mem_dim, a, b] position of a memory in temporal slot k, k = 0..num_maskmem-1
     no_obj_embed: np.ndarray | None  # [mem_dim] added to the memory of an absent object; None: the model has none
     bfloat16: bool  # round features to bfloat16 as the reference keeps them
-    slots: int | None = None  # a static set's memory slots: the store fills them (with validity); None: dynamic
+    # a static set's memory slots, which a device store fills where the values live (with validity);
+    # the host store leaves padding to StageSet.run, as for every other input. None: a dynamic set
+    slots: int | None = None
 
     @classmethod
     def for_model(cls, rules: ModelRules, constants: dict[str, np.ndarray], memory_dtype: str,
