@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import DeviceTensor
-from engine.errors import InputError
+from engine.memory_store import check_capacity
 
 # onnx TensorProto element types and sizes of the value types stages exchange
 _ELEM = {"float32": 1, "int32": 6, "int64": 7, "float16": 10, "bfloat16": 16}
@@ -126,15 +126,13 @@ class DeviceMemoryStore:
         return self.ops.run_graph(("keep", shape, add), lambda: _keep_graph(shape, self.spec, add),
                                   {"x": features}, keep=("y",), cache=self._sessions)["y"]
 
-    def gather(self, memories: Sequence[DeviceTensor], slots: Sequence[int]) -> dict[str, Any]:
+    def gather(self, memories: Sequence[DeviceTensor], slots: Sequence[int],
+               capacity: int | None = None) -> dict[str, Any]:
         n = len(memories)
         items, index = list(memories), list(slots)
         out: dict[str, Any] = {}
-        if self.spec.slots is not None:
-            if n > self.spec.slots:
-                raise InputError(f"{n} memory frames selected for memory attention, but the static model set has "
-                                 f"{self.spec.slots} slots")
-            pad = self.spec.slots - n
+        if capacity is not None:
+            pad = check_capacity(n, capacity) - n
             items += [self._zero_item(memories[0].shape)] * pad
             index += [len(self.spec.slot_pos)] * pad
             out["memory_valid"] = np.array([1.0] * n + [0.0] * pad, np.float32)

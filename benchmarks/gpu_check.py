@@ -253,9 +253,10 @@ def _time_set(ms: ModelSet, cfg: BackendConfig, column: str, timing: dict, repea
     stages = StageSet.load(ms, cfg)
     for label, frames, ptrs in _CASES:
         for stage, x in _timed(random_inputs(ms, frames, ptrs), label):
-            x = ms.manifest.static.pad(stage, x) if ms.manifest.static is not None else x
-            row = time_stage(lambda v, s=stage: stages.stages[s].run(v), x, repeats)
-            timing.setdefault(_key(stage, label), {})[column] = {**row, "load_s": round(stages.stages[stage].load_seconds, 2)}
+            # a static set's inputs go to the file tracking would run them on (its smallest tier with room)
+            file, x = ms.manifest.static.route(stage, x) if ms.manifest.static is not None else (stage, x)
+            row = time_stage(lambda v, s=file: stages.stages[s].run(v), x, repeats)
+            timing.setdefault(_key(stage, label), {})[column] = {**row, "load_s": round(stages.stages[file].load_seconds, 2)}
 
 
 def _judge(args: argparse.Namespace, name: str, candidate: dict, exact: dict) -> dict:

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backends.base import BackendConfig, create_backend  # noqa: E402
 from engine.cli import run_cli  # noqa: E402
-from engine.modelset import STAGES, ModelSet  # noqa: E402
+from engine.modelset import ModelSet  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,9 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     for root in args.models:
         ms = ModelSet.load(root)
         static = ms.manifest.static
-        section = (f"{static.memory_slots} memory, {static.pointer_slots} pointer, {static.points} point slots"
+        section = (f"{static.points} point slots; memory attention "
+                   + ", ".join(f"{t.memory_slots}+{t.pointer_slots}" for t in static.tiers) + " memory+pointer slots"
                    if static else "none (dynamic)")
-        for name in STAGES:
+        for name in ms.manifest.stages:  # a static set's memory-attention tiers too
             stage = backend.load(ms.stage_path(name))
             dynamic = ", ".join(stage.dynamic_ports) or "none"
             print(f"| {root.name} | {section} | {name} | {stage.load_seconds:.2f} | {dynamic} |")

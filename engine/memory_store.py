@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from engine.errors import InputError
 from engine.rules import ModelRules
 
 
@@ -41,28 +42,25 @@ class MemorySpec:
     slot_pos: tuple[np.ndarray, ...]  # [mem_dim, a, b] position of a memory in temporal slot k, k = 0..num_maskmem-1
     no_obj_embed: np.ndarray | None  # [mem_dim] added to the memory of an absent object; None: the model has none
     bfloat16: bool  # round features to bfloat16 as the reference keeps them
-    # a static set's memory slots, which a device store fills where the values live (with validity);
-    # the host store leaves padding to StageSet.run, as for every other input. None: a dynamic set
-    slots: int | None = None
 
     @classmethod
-    def for_model(cls, rules: ModelRules, constants: dict[str, np.ndarray], memory_dtype: str,
-                  slots: int | None = None) -> MemorySpec:
+    def for_model(cls, rules: ModelRules, constants: dict[str, np.ndarray], memory_dtype: str) -> MemorySpec:
         tpos = constants["maskmem_tpos_enc"]  # [num_maskmem, mem_dim]
         pos = constants["maskmem_pos_enc"][0]  # [mem_dim, a, b]
         slot_pos = tuple((pos + tpos[k][:, None, None]).astype(np.float32) for k in range(len(tpos)))
         no_obj = (constants["no_obj_embed_spatial"].reshape(-1).astype(np.float32)
                   if rules.no_obj_embed_spatial else None)
-        return cls(slot_pos, no_obj, memory_dtype == "bfloat16", slots)
+        return cls(slot_pos, no_obj, memory_dtype == "bfloat16")
 
 
 class MemoryStore(Protocol):
     def keep(self, features: Any, absent: bool) -> Any:
         """The memory encoder's maskmem_features [1, mem_dim, a, b] -> what the bank stores for the frame."""
 
-    def gather(self, memories: Sequence[Any], slots: Sequence[int]) -> dict[str, Any]:
-        """Stored memories and their temporal slots -> memory attention's memory and memory_pos (and
-        memory_valid, where the store fills a static set's slots)."""
+    def gather(self, memories: Sequence[Any], slots: Sequence[int], capacity: int | None = None) -> dict[str, Any]:
+        """Stored memories and their temporal slots -> memory attention's memory and memory_pos. With a
+        `capacity` (a static set's memory slots) they are filled into that many slots, the rest zeros,
+        and memory_valid says which hold a memory."""
 
 
 class HostMemoryStore:
@@ -77,11 +75,28 @@ class HostMemoryStore:
             out = out + self.spec.no_obj_embed[:, None, None]
         return to_bf16(out) if self.spec.bfloat16 else out.astype(np.float32)
 
-    def gather(self, memories: Sequence[np.ndarray], slots: Sequence[int]) -> dict[str, np.ndarray]:
+    def gather(self, memories: Sequence[np.ndarray], slots: Sequence[int],
+               capacity: int | None = None) -> dict[str, np.ndarray]:
+        n = len(memories)
+        rows = check_capacity(n, capacity)
         shape = self.spec.slot_pos[0].shape
-        memory = np.empty((len(memories), *shape), np.float32)
-        memory_pos = np.empty_like(memory)
+        memory = np.zeros((rows, *shape), np.float32)
+        memory_pos = np.zeros_like(memory)
         for i, (m, k) in enumerate(zip(memories, slots, strict=True)):
             memory[i] = from_bf16(m) if m.dtype == np.uint16 else m
             memory_pos[i] = self.spec.slot_pos[k]
-        return {"memory": memory, "memory_pos": memory_pos}
+        out = {"memory": memory, "memory_pos": memory_pos}
+        if capacity is not None:
+            out["memory_valid"] = (np.arange(rows) < n).astype(np.float32)
+        return out
+
+
+def check_capacity(memories: int, capacity: int | None) -> int:
+    """Rows of the stacked memory: the selection, or the slots it is filled into."""
+    if capacity is None:
+        return memories
+    if memories > capacity:
+        # the stage set's tier choice keeps selections within the slots; reaching here is a bug, not bad input
+        raise InputError(f"{memories} memory frames selected for memory attention, but the static model set's "
+                         f"memory attention has {capacity} slots")
+    return capacity

@@ -118,11 +118,16 @@ class Manifest:
         try:
             model = dict(d["model"])
             stages_d = d["stages"]
-            absent = [s for s in STAGES if s not in stages_d]
+            static = StaticShapes.from_yaml(d["static"], source) if d.get("static") is not None else None
+            names = STAGES + (static.extra_stages if static is not None else ())
+            absent = [s for s in names if s not in stages_d]
             if absent:
                 raise ModelSetError(f"{source}: stages section lacks {', '.join(absent)}")
-            stages = {s: StageSpec.from_yaml(s, stages_d[s]) for s in STAGES}
-            static = StaticShapes.from_yaml(d["static"], source) if d.get("static") is not None else None
+            unknown = [s for s in stages_d if s not in names]
+            if unknown:
+                raise ModelSetError(f"{source}: stages section has {', '.join(map(str, unknown))}, which neither "
+                                    f"the four stages nor the static section's attention tiers name")
+            stages = {s: StageSpec.from_yaml(s, stages_d[s]) for s in names}
             family = str(d["family"])
             if family not in FAMILIES:
                 raise ModelSetError(f"{source}: family {family!r} is not one this engine runs "
@@ -139,7 +144,19 @@ class Manifest:
                                 f"({', '.join(manifest.dynamic_axes())}); re-export the model set")
         if static is None and "memory_valid" in {t.name for t in stages["memory_attention"].inputs}:
             raise ModelSetError(f"{source}: static stage models but no static section; re-export the model set")
+        if static is not None:
+            manifest._check_tier_shapes(static)
         return manifest
+
+    def _check_tier_shapes(self, static: StaticShapes) -> None:
+        """Each memory-attention file must take the slots its tier promises (the engine pads to them)."""
+        for tier in static.tiers:
+            shapes = {t.name: t.shape for t in self.stages[tier.stage].inputs}
+            got = (shapes.get("memory", (None,))[0], shapes.get("obj_ptrs", (None,))[0])
+            if got != (tier.memory_slots, tier.pointer_slots):
+                raise ModelSetError(f"{self.source}: {tier.stage} takes {got[0]} memory and {got[1]} pointer slots, "
+                                    f"but the static section promises {tier.memory_slots} and {tier.pointer_slots}; "
+                                    f"re-export the model set")
 
     @property
     def memory_grid(self) -> tuple[int, int]:
@@ -198,7 +215,7 @@ class ModelSet:
 
     def stage_path(self, stage: str) -> Path:
         if stage not in self.manifest.stages:
-            raise ModelSetError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+            raise ModelSetError(f"unknown stage {stage!r}; stages are {', '.join(self.manifest.stages)}")
         return self.root / self.manifest.stages[stage].file
 
     def verify_checksums(self) -> None:

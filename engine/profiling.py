@@ -56,8 +56,8 @@ class _TimedStore:
         self.profiled._record("memory_bank", t0)
         return out
 
-    def gather(self, memories: Sequence[Any], slots: Sequence[int]) -> dict[str, Any]:
+    def gather(self, memories: Sequence[Any], slots: Sequence[int], capacity: int | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
-        out = self.store.gather(memories, slots)
+        out = self.store.gather(memories, slots, capacity)
         self.profiled._record("memory_bank", t0)
         return out

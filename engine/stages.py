@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from engine.config import EngineConfig
 from engine.errors import ConfigError, ModelSetError
 from engine.memory_store import HostMemoryStore, MemorySpec, MemoryStore
 from engine.modelset import STAGES, ModelSet
+from engine.static import ATTENTION
 
 log = logging.getLogger("engine")
 
@@ -30,6 +30,9 @@ class HostValues:
 
     def to_host(self, value: np.ndarray | DeviceTensor) -> np.ndarray:
         return value  # type: ignore[return-value]
+
+    def memory_capacity(self, memories: int, pointers: int) -> int | None:
+        return None  # numpy memory is padded where the stage runs
 
     def memory_store(self, spec: MemorySpec) -> MemoryStore:
         return HostMemoryStore(spec)
@@ -62,16 +65,20 @@ class StageSet(HostValues):
         made: dict[str, Backend] = {}  # keyed by repr: provider_options makes configs unhashable
         stages: dict[str, Stage] = {}
         backends: dict[str, Backend] = {}
-        for name in only:
-            cfg = per_stage[name]
+        static = modelset.manifest.static
+        for stage_name in only:
+            cfg = per_stage[stage_name]
             key = repr(cfg)
             if key not in made:
                 made[key] = create_backend(cfg)
-            backends[name] = made[key]
-            stage = made[key].load(modelset.stage_path(name), StageOptions(name=name))
-            cls._check_signature(modelset, name, stage)
-            stages[name] = stage
-            log.info("loaded %s on %s in %.2f s", name, made[key].describe(), stage.load_seconds)
+            # a static set's smaller memory-attention tiers run where memory attention is configured to
+            tiers = static.extra_stages if static is not None and stage_name == ATTENTION else ()
+            for name in (stage_name, *tiers):
+                backends[name] = made[key]
+                stage = made[key].load(modelset.stage_path(name), StageOptions(name=name))
+                cls._check_signature(modelset, name, stage)
+                stages[name] = stage
+                log.info("loaded %s on %s in %.2f s", name, made[key].describe(), stage.load_seconds)
         return cls(modelset, stages, backends)
 
     @staticmethod
@@ -90,10 +97,18 @@ class StageSet(HostValues):
         stages get them padded into their fixed slots. Outputs named in `keep` stay on the device where
         the set keeps values there; every other output is a numpy array."""
         static = self.modelset.manifest.static
-        fed = static.pad(name, inputs) if static is not None else inputs
+        stage, fed = static.route(name, inputs) if static is not None else (name, inputs)
         if self.keeps_on_device:
-            return self.stages[name].run_on_device(fed, keep)
-        return self.stages[name].run(fed)
+            return self.stages[stage].run_on_device(fed, keep)
+        return self.stages[stage].run(fed)
+
+    def memory_capacity(self, memories: int, pointers: int) -> int | None:
+        """Memory slots a store fills for this selection: those of the static tier `run` will choose, where
+        the store's values live on the device (a host store's arrays are padded by `run`); else None."""
+        static = self.modelset.manifest.static
+        if static is None or not self.keeps_on_device:
+            return None
+        return static.memory_capacity(memories, pointers)
 
     def to_host(self, value: np.ndarray | DeviceTensor) -> np.ndarray:
         if isinstance(value, DeviceTensor):
@@ -102,8 +117,6 @@ class StageSet(HostValues):
 
     def memory_store(self, spec: MemorySpec) -> MemoryStore:
         if self.keeps_on_device:
-            static = self.modelset.manifest.static
-            spec = replace(spec, slots=static.memory_slots if static is not None else None)
             return self._device_backend().memory_store(spec)
         return HostMemoryStore(spec)
 

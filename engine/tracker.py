@@ -244,8 +244,10 @@ class Tracker:
                 if not mem.memories:
                     raise InputError(f"object {obj.obj_id} has no memory to track frame {frame_idx} from; "
                                      f"add a prompt first")
+                # a static set on a device takes memory filled into the slots of the graph that will run
+                capacity = self.stages.memory_capacity(len(mem.memories), len(mem.obj_ptrs))
                 embed = self._run("memory_attention", {
-                    "curr": feats.vision_feat, **self.store.gather(mem.memories, mem.slots),
+                    "curr": feats.vision_feat, **self.store.gather(mem.memories, mem.slots, capacity),
                     "obj_ptrs": mem.obj_ptrs, "obj_ptr_pos": mem.obj_ptr_pos},
                     keep=("pix_feat_with_mem",))["pix_feat_with_mem"]
             n_points = 0 if points is None else int(points[1].shape[0])

@@ -63,7 +63,8 @@ def modelset(modelset_dir) -> ModelSet:
 
 @pytest.fixture(scope="session")
 def static_modelset_dir(built_tiny, tmp_path_factory) -> Path:
-    """The same weights as `modelset_dir`, exported with fixed shapes (2 prompted-frame slots, 8 point slots)."""
+    """The same weights as `modelset_dir`, exported with fixed shapes (2 prompted-frame slots, 8 point slots;
+    memory attention for 1 and for 2 prompted frames)."""
     from engine.static import StaticShapes
 
     m = built_tiny.model

@@ -12,6 +12,7 @@ from engine.bench.plan import RunSpec, int_list
 from engine.bench.reference import torch_reference
 from engine.cli import peak_rss_mb
 from engine.errors import ConfigError
+from engine.modelset import STAGES
 
 
 def _video(args: argparse.Namespace, needed: int):
@@ -40,15 +41,18 @@ def _flops(ms, memory: tuple[int, int]) -> dict[str, float]:
         from engine.flops import count_flops
     except ImportError:
         return {}
-    if ms.manifest.static is not None:  # fixed shapes: the work done whatever the slots hold
-        shapes = {name: {t.name: t.shape for t in spec.inputs} for name, spec in ms.manifest.stages.items()}
+    static = ms.manifest.static
+    if static is not None:  # fixed shapes: the work done whatever the slots hold, in the tier that ran
+        files = {name: name for name in STAGES} | {"memory_attention": static.tier_for(*memory).stage}
+        shapes = {name: {t.name: t.shape for t in ms.manifest.stages[f].inputs} for name, f in files.items()}
     else:  # the measured memory (frames, pointers) and one click
         from engine.stages import random_inputs
 
+        files = {name: name for name in STAGES}
         inputs = random_inputs(ms, memory_frames=max(memory[0], 1), pointers=memory[1], points=1)
         shapes = {name: {k: v.shape for k, v in d.items()} for name, d in inputs.items()}
     try:
-        return {k: count_flops(ms.stage_path(k), v) for k, v in shapes.items()}
+        return {k: count_flops(ms.stage_path(files[k]), v) for k, v in shapes.items()}
     except ImportError:
         return {}
 
@@ -125,7 +129,6 @@ def _stage_configs(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:
     """The run's runtime/device/precision for every stage, except stages a --config places elsewhere."""
     from backends.base import BackendConfig
     from engine.config import load_config
-    from engine.modelset import STAGES
 
     if not args.config:
         cfg = BackendConfig(name=spec.runtime, device=spec.device, precision=spec.precision, threads=args.threads)

@@ -58,6 +58,10 @@ def parser() -> argparse.ArgumentParser:
                    help="with --static: prompted frames memory attention holds; configs must cap "
                         "tracker.max_cond_frames at N, and results depart from Meta's once a video has more "
                         f"prompted frames (default {DEFAULT_COND_FRAMES})")
+    p.add_argument("--attention-tiers", metavar="K,K",
+                   help="with --static: prompted-frame counts that get a memory-attention graph of their own; each "
+                        "frame runs the smallest graph its selection fits, so a one-prompt video pays for no empty "
+                        "prompted-frame slot (default: every count from 1 to --cond-slots; the cap always has one)")
     p.add_argument("--static-points", type=int, default=DEFAULT_POINTS, metavar="K",
                    help=f"with --static: clicks and box corners one prompt may have (default {DEFAULT_POINTS})")
     p.add_argument("--attention-blocks", type=int, default=1, metavar="N",
@@ -71,16 +75,30 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _parse_tiers(text: str, cond_slots: int) -> list[int]:
+    """Checked before the slow build: counts from 1 to --cond-slots."""
+    try:
+        tiers = [int(x) for x in text.split(",")]
+    except ValueError:
+        tiers = []
+    if not tiers or not all(1 <= k <= cond_slots for k in tiers):
+        raise ExportError(f"--attention-tiers {text!r}: expected a comma list of prompted-frame counts from 1 to "
+                          f"--cond-slots {cond_slots}, e.g. 1,{cond_slots}")
+    return tiers
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     variant = get_variant(args.variant)
     out = args.out or default_out(variant.name, args.image_size, args.static)
     given = [f for f, v in (("--cond-slots", args.cond_slots != DEFAULT_COND_FRAMES),
-                            ("--static-points", args.static_points != DEFAULT_POINTS)) if v]
+                            ("--static-points", args.static_points != DEFAULT_POINTS),
+                            ("--attention-tiers", args.attention_tiers is not None)) if v]
     if not 1 <= args.attention_blocks <= 64:
         raise ExportError(f"--attention-blocks must lie between 1 and 64, got {args.attention_blocks}")
     if given and not args.static:
         raise ExportError(f"{' and '.join(given)} only apply to a static set; add --static")
+    tiers = None if args.attention_tiers is None else _parse_tiers(args.attention_tiers, args.cond_slots)
 
     from engine.export.build import Calibration, build_model
     from engine.export.exporter import export_model_set, prepare_output_dir
@@ -98,9 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         from engine.static import StaticShapes
 
         static = StaticShapes.for_model(built.model.num_maskmem, built.model.max_obj_ptrs_in_encoder,
-                                        args.cond_slots, args.static_points)
+                                        args.cond_slots, args.static_points, tiers)
         print(f"static shapes: {static.memory_slots} memory slots ({static.cond_frames} prompted frames), "
-              f"{static.pointer_slots} pointer slots, {static.points} point slots")
+              f"{static.pointer_slots} pointer slots, {static.points} point slots; memory attention for "
+              + ", ".join(f"{t.cond_frames} prompted ({t.memory_slots}+{t.pointer_slots} slots)" for t in static.tiers))
     manifest = export_model_set(built, out, force=args.force, static=static, query_blocks=args.attention_blocks)
     elapsed = time.perf_counter() - t0
     sizes = {s.file: (out / s.file).stat().st_size / 1e6 for s in manifest.stages.values()}

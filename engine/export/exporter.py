@@ -82,6 +82,7 @@ def _example_inputs(built: BuiltModel, constants: dict[str, np.ndarray],
                       "mask_input", "has_mask_input"]
     decoder_outputs = ["masks", "iou", "obj_ptr", "object_score"]
     attention_inputs = ["curr", "memory", "memory_pos", "obj_ptrs", "obj_ptr_pos"]
+    extra: dict[str, StageExport] = {}
     if static is None:
         decoder = StageExport(
             "mask_decoder", MaskDecoderStage(m).eval(),
@@ -94,19 +95,21 @@ def _example_inputs(built: BuiltModel, constants: dict[str, np.ndarray],
             attention_inputs, ["pix_feat_with_mem"],
             {"memory": {0: "num_memory_frames"}, "memory_pos": {0: "num_memory_frames"},
              "obj_ptrs": {0: "num_obj_ptrs"}, "obj_ptr_pos": {0: "num_obj_ptrs"}})
-    else:  # fixed slots with validity inputs, no dynamic axis
-        slots, ptrs, points = static.memory_slots, static.pointer_slots, static.points
+    else:  # fixed slots with validity inputs, no dynamic axis; one memory-attention graph per tier
+        points = static.points
         decoder = StageExport(
             "mask_decoder", StaticMaskDecoderStage(m).eval(),
             (*features, torch.rand(1, points, 2) * s, torch.ones(1, points, dtype=torch.int32), first(2, points)[None],
              *mask),
             [*decoder_inputs[:5], "point_valid", *decoder_inputs[5:]], decoder_outputs, {})
-        attention = StageExport(
-            "memory_attention", family.memory_attention(vision_pos, True, query_blocks).eval(),
-            (rnd(1, 256, f, f), rnd(slots, 64, a, b), rnd(slots, 64, a, b), first(2, slots),
-             rnd(ptrs, 256), rnd(ptrs, 64), first(2, ptrs)),
+        tiers = {t.stage: StageExport(
+            t.stage, family.memory_attention(vision_pos, True, query_blocks).eval(),
+            (rnd(1, 256, f, f), rnd(t.memory_slots, 64, a, b), rnd(t.memory_slots, 64, a, b),
+             first(1, t.memory_slots), rnd(t.pointer_slots, 256), rnd(t.pointer_slots, 64), first(1, t.pointer_slots)),
             ["curr", "memory", "memory_pos", "memory_valid", "obj_ptrs", "obj_ptr_pos", "obj_ptr_valid"],
-            ["pix_feat_with_mem"], {})
+            ["pix_feat_with_mem"], {}) for t in static.tiers}
+        attention = tiers.pop("memory_attention")
+        extra = tiers
     return {
         "image_encoder": StageExport(
             "image_encoder", family.image_encoder().eval(), (rnd(1, 3, s, s),), ["image"],
@@ -116,6 +119,7 @@ def _example_inputs(built: BuiltModel, constants: dict[str, np.ndarray],
         "memory_encoder": StageExport(
             "memory_encoder", family.memory_encoder().eval(), (rnd(1, 256, f, f), rnd(1, 1, s, s) * 10),
             ["pix_feat", "mask_for_mem"], ["maskmem_features"], {}),
+        **extra,
     }
 
 

@@ -146,17 +146,29 @@ def verify_model_set(
         backend = create_backend(config)
         loaded: dict[str, Any] = {}
         for case, ref in zip(cases, refs, strict=True):
-            if case.stage not in loaded:
-                loaded[case.stage] = backend.load(ms.stage_path(case.stage))
-            # a static set's stages take the same inputs padded into their slots; the reference stays dynamic
-            inputs = ms.manifest.static.pad(case.stage, case.inputs) if ms.manifest.static else case.inputs
-            got = loaded[case.stage].run(inputs)
-            for name, want in ref.items():
-                diff, rel = relative_error(got[name], want)
-                rows.append(ParityRow(case.stage, case.name, label, name, diff, rel))
+            for stage, inputs in _stage_files(ms, case):
+                if stage not in loaded:
+                    loaded[stage] = backend.load(ms.stage_path(stage))
+                got = loaded[stage].run(inputs)
+                for name, want in ref.items():
+                    diff, rel = relative_error(got[name], want)
+                    rows.append(ParityRow(stage, case.name, label, name, diff, rel))
         if log:
             log(f"  verified on {label}")
     return rows
+
+
+def _stage_files(ms: ModelSet, case: Case) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """The stage files a case runs on, with its inputs as each takes them. A static set's stages take them
+    padded into their slots (the reference stays dynamic), and a memory-attention case runs on every tier
+    it fits: each tier's file is checked, not only the one tracking would choose."""
+    static = ms.manifest.static
+    if static is None:
+        return [(case.stage, case.inputs)]
+    if case.stage != "memory_attention":
+        return [(case.stage, static.pad(case.stage, case.inputs))]
+    memories, pointers = case.inputs["memory"].shape[0], case.inputs["obj_ptrs"].shape[0]
+    return [(t.stage, static.pad(t.stage, case.inputs)) for t in static.tiers if t.fits(memories, pointers)]
 
 
 def format_rows(rows: list[ParityRow]) -> str:

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli import peak_rss_mb, run_cli
-from engine.errors import ConfigError, ModelSetError
+from engine.errors import ConfigError, InputError, ModelSetError
 from engine.modelset import CONSTANTS, MANIFEST, STAGES, Manifest, ModelSet, write_manifest
 from engine.prompts import Prompt
 from engine.quantize.calibrate import MIN_FRAMES
+from engine.static import ATTENTION
 
 DEFAULT_FRAMES = 32
 PRECISIONS = ("int8", "fp16")
@@ -143,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         counts = {s: len(v) for s, v in samples.items()}
     with staged_output_dir(out, args.force) as tmp:
         stages = {}
-        for name in STAGES:
+        for name in ms.manifest.stages:  # a static set's memory-attention tiers follow memory_attention
             target = tmp / ms.manifest.stages[name].file
-            if name in chosen:
+            if _logical(name) in chosen:
                 t1 = time.perf_counter()
                 _convert(name, ms.stage_path(name), target, args.precision, samples)
                 print(f"  {name}: {target.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t1:.1f} s")
@@ -167,12 +168,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _logical(stage: str) -> str:
+    """The stage a stage file belongs to: memory attention for each of a static set's tiers."""
+    return ATTENTION if stage.startswith(ATTENTION) else stage
+
+
 def _convert(name: str, source: Path, target: Path, precision: str, samples: dict) -> None:
     if precision == "int8":
         from engine.quantize.ptq import quantize_stage
 
+        if not samples[name]:
+            raise InputError(f"the calibration clip gave no inputs of {name}'s shapes to calibrate it on; "
+                              f"use a longer clip (--frames) or more prompts")
         print(f"  quantizing {name} on {len(samples[name])} samples ...", flush=True)
-        quantize_stage(source, samples[name], name, target)
+        quantize_stage(source, samples[name], _logical(name), target)
         return
     from engine.quantize.fp16 import convert_stage
 
@@ -195,7 +204,7 @@ def _manifest(ms: ModelSet, stages: dict, chosen: list[str], args: argparse.Name
                                                                              "float32 graph inputs and outputs")
     quantization: dict[str, Any] = {
         "tool": tool, "method": method, "precision": args.precision,
-        "source_set": str(ms.root), "stages": {s: args.precision if s in chosen else "f32" for s in STAGES},
+        "source_set": str(ms.root), "stages": {s: args.precision if _logical(s) in chosen else "f32" for s in m.stages},
     }
     if args.calibration:
         quantization["calibration"] = {

@@ -9,27 +9,40 @@ import numpy as np
 
 from backends.base import BackendConfig
 from engine.errors import InputError
-from engine.modelset import STAGES, ModelSet
+from engine.modelset import ModelSet
 from engine.prompts import Prompt
+from engine.static import ATTENTION
 
 MIN_FRAMES = 16  # the memory bank is full from the 8th tracked frame; half the samples should see it full
 EXACT_BACKEND = BackendConfig(name="onnxruntime", device="cpu", precision="f32")
 
 
 class RecordingStages:
-    """Stands in for a StageSet and keeps a copy of every call's inputs, as the stage file takes them
-    (a static set's padded slots included)."""
+    """Stands in for a StageSet and keeps a copy of every call's inputs per stage file, as the file takes
+    them (a static set's padded slots included). A static set's memory-attention call is kept for every
+    tier it fits, not only the one it runs on, so each tier's file is calibrated on the whole clip."""
 
     def __init__(self, stages: Any) -> None:
         self.inner = stages
-        self.samples: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in STAGES}
+        self.samples: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in self.inner.modelset.manifest.stages}
 
     def run(self, name: str, inputs: Mapping[str, np.ndarray], keep: Collection[str] = ()) -> dict[str, np.ndarray]:
         """`keep` is a permission, not a demand: every output comes back as numpy here."""
         static = self.inner.modelset.manifest.static
-        fed = static.pad(name, inputs) if static is not None else inputs
-        self.samples[name].append({k: np.array(v, copy=True) for k, v in fed.items()})
-        return self.inner.stages[name].run(fed)  # padded once, here: the loaded stage takes them as they are
+        if static is None:
+            stage, fed = name, inputs
+        else:
+            stage, fed = static.route(name, inputs)
+            if name == ATTENTION:
+                memories, pointers = int(inputs["memory"].shape[0]), int(inputs["obj_ptrs"].shape[0])
+                for tier in static.tiers:
+                    if tier.stage != stage and tier.fits(memories, pointers):
+                        self._keep(tier.stage, static.pad(tier.stage, inputs))
+        self._keep(stage, fed)
+        return self.inner.stages[stage].run(fed)  # padded once, here: the loaded stage takes them as they are
+
+    def _keep(self, stage: str, fed: Mapping[str, np.ndarray]) -> None:
+        self.samples[stage].append({k: np.array(v, copy=True) for k, v in fed.items()})
 
     def __getattr__(self, name: str) -> Any:  # modelset, stages, backends, describe of the wrapped set
         return getattr(self.inner, name)

@@ -26,8 +26,8 @@ def backend() -> OnnxRuntimeBackend:
     return OnnxRuntimeBackend(KEEP)
 
 
-def _spec(ms: ModelSet, dtype: str, slots: int | None = None) -> MemorySpec:
-    return MemorySpec.for_model(ms.manifest.rules, ms.constants, dtype, slots)
+def _spec(ms: ModelSet, dtype: str) -> MemorySpec:
+    return MemorySpec.for_model(ms.manifest.rules, ms.constants, dtype)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
@@ -48,28 +48,36 @@ def test_stored_memory_equals_the_host_store_bit_for_bit(backend, modelset, dtyp
         assert np.array_equal(backend.to_host(got)[0].view(np.uint32), want_f32.view(np.uint32))
 
 
-@pytest.mark.parametrize("static", [False, True])
-def test_gathered_memory_equals_the_host_path(backend, modelset, static_modelset_dir, static):
-    slots = ModelSet.load(static_modelset_dir).manifest.static if static else None
-    spec = _spec(modelset, "bfloat16", slots.memory_slots if slots else None)
+@pytest.mark.parametrize("tier", [None, 0, 1])
+def test_gathered_memory_equals_the_host_path(backend, modelset, static_modelset_dir, tier):
+    """Stacked as the host stacks them, and filled into each static tier's slots as StaticShapes.pad fills
+    them on the host."""
+    static = ModelSet.load(static_modelset_dir).manifest.static
+    spec = _spec(modelset, "bfloat16")
+    capacity = None if tier is None else static.tiers[tier].memory_slots
     host, device = HostMemoryStore(spec), backend.memory_store(spec)
     rng = np.random.default_rng(1)
     a, b = modelset.manifest.memory_grid
     features = [rng.standard_normal((1, 64, a, b)).astype(np.float32) for _ in range(5)]
     slot_of = [6, 3, 4, 5, 0]
     want = host.gather([host.keep(f, False) for f in features], slot_of)
-    if slots:
-        want = slots.pad("memory_attention", {**want, "obj_ptrs": np.zeros((0, 256), np.float32),
-                                              "obj_ptr_pos": np.zeros((0, 64), np.float32)})
-    got = device.gather([device.keep(backend.ops.upload(f), False) for f in features], slot_of)
-    assert set(got) == ({"memory", "memory_pos", "memory_valid"} if static else {"memory", "memory_pos"})
+    if capacity:
+        want = static.pad(static.tiers[tier].stage, {**want, "obj_ptrs": np.zeros((0, 256), np.float32),
+                                                     "obj_ptr_pos": np.zeros((0, 64), np.float32)})
+        assert want["memory"].shape[0] == capacity
+        filled = host.gather([host.keep(f, False) for f in features], slot_of, capacity)
+        for name in ("memory", "memory_pos", "memory_valid"):  # the host store fills slots the same way
+            np.testing.assert_array_equal(filled[name], want[name])
+    got = device.gather([device.keep(backend.ops.upload(f), False) for f in features], slot_of, capacity)
+    assert set(got) == ({"memory", "memory_pos", "memory_valid"} if capacity else {"memory", "memory_pos"})
     for name in ("memory", "memory_pos"):
         assert got[name].shape == want[name].shape
         assert np.array_equal(backend.to_host(got[name]), want[name]), name
-    if static:
+    if capacity:
         np.testing.assert_array_equal(got["memory_valid"], want["memory_valid"])
-        with pytest.raises(InputError, match="9 memory frames .* 8 slots"):
-            device.gather([device.keep(backend.ops.upload(features[0]), False)] * 9, [0] * 9)
+        with pytest.raises(InputError, match=f"{capacity + 1} memory frames .* {capacity} slots"):
+            device.gather([device.keep(backend.ops.upload(features[0]), False)] * (capacity + 1),
+                          [0] * (capacity + 1), capacity)
 
 
 def test_kept_outputs_stay_on_the_device_and_outlive_the_next_call(backend, modelset):

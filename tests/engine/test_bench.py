@@ -118,11 +118,13 @@ def test_bench_times_static_and_dynamic_sets_in_one_run(modelset_dir, static_mod
     runs = {r["label"]: r for r in json.loads((out / "report.json").read_text())["runs"]}
     assert set(runs) == {"onnxruntime cpu f32", "onnxruntime cpu f32, static set"}
     dynamic, static = runs["onnxruntime cpu f32"], runs["onnxruntime cpu f32, static set"]
-    # frame 4: the prompt and 3 recent memories selected by both; the static graph attends over all 8 slots
+    # frame 4: the prompt and 3 recent memories selected by both; the static set runs its one-prompt
+    # graph, which attends over all 7 memory slots, and the work counted is that graph's
     assert dynamic["memory_in_steady_state"] == static["memory_in_steady_state"] == {"memory_frames": 4,
                                                                                      "object_pointers": 4}
     work = [r["steady"]["stages"]["memory_attention"]["gflop_per_call"] for r in (dynamic, static)]
-    assert work[1] > 1.3 * work[0]  # 38 against 27 GFLOP at 512: self-attention is the same in both
+    print(f"memory attention GFLOP per call: dynamic {work[0]:.1f}, static {work[1]:.1f}")
+    assert 1.2 * work[0] < work[1] < 1.4 * work[0]  # 8 slots would be 38 against 27: self-attention is shared
 
 
 def test_bench_static_model_must_be_static(modelset_dir, capsys):

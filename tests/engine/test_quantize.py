@@ -109,8 +109,14 @@ def test_recording_pads_a_static_sets_inputs(static_modelset_dir):
     ms = ModelSet.load(static_modelset_dir)
     rec = RecordingStages(StageSet.load(ms, BackendConfig(), only=("memory_attention",)))
     rec.run("memory_attention", random_inputs(ms, memory_frames=3, pointers=2)["memory_attention"])
+    # kept for every tier it fits, so each tier's file is calibrated on the whole clip
     sample = rec.samples["memory_attention"][0]
     assert sample["memory"].shape[0] == 8 and sample["memory_valid"].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
+    small = rec.samples["memory_attention_1cond"][0]
+    assert small["memory"].shape[0] == 7 and small["obj_ptr_valid"].shape[0] == 16
+    np.testing.assert_array_equal(small["memory"][:3], sample["memory"][:3])
+    rec.run("memory_attention", random_inputs(ms, memory_frames=8, pointers=2)["memory_attention"])
+    assert len(rec.samples["memory_attention"]) == 2 and len(rec.samples["memory_attention_1cond"]) == 1
     with pytest.raises(InputError):
         rec.run("memory_attention", random_inputs(ms, memory_frames=9, pointers=2)["memory_attention"])
     assert np.isfinite(sample["memory"]).all()

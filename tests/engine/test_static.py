@@ -18,6 +18,7 @@ from engine.config import TrackerSettings, load_config
 from engine.errors import ConfigError, ExportError, InputError, ModelSetError
 from engine.modelset import ModelSet
 from engine.stages import HostValues, StageSet, random_inputs
+from engine.static import StaticShapes
 from engine.tracker import Tracker
 from tests.engine.parity import FrameRecord, Scenario, Step, compare, run_engine, run_reference
 from tests.engine.test_tracker_parity import BACKENDS, SCENARIOS, check, mask_of
@@ -42,6 +43,12 @@ def static_ms(static_modelset_dir) -> ModelSet:
 def test_manifest_records_capacity_and_no_dynamic_axis(static_ms, modelset):
     s = static_ms.manifest.static
     assert (s.cond_frames, s.memory_slots, s.pointer_slots, s.points) == (2, 8, 17, 8)
+    # one memory-attention graph per prompted-frame count: 7+16 slots for one, 8+17 for two
+    assert [(t.cond_frames, t.memory_slots, t.pointer_slots, t.stage) for t in s.tiers] == [
+        (1, 7, 16, "memory_attention_1cond"), (2, 8, 17, "memory_attention")]
+    one = {t.name: t.shape for t in static_ms.manifest.stages["memory_attention_1cond"].inputs}
+    assert one["memory"][0] == one["memory_valid"][0] == 7 and one["obj_ptrs"][0] == 16
+    assert static_ms.stage_path("memory_attention_1cond").is_file()
     assert static_ms.manifest.dynamic_axes() == []
     assert modelset.manifest.static is None
     assert "memory_attention.memory[0]" in modelset.manifest.dynamic_axes()
@@ -74,6 +81,126 @@ def test_stages_equal_the_dynamic_ones_at_every_fill(backend, static_ms, modelse
             for name, w in want.items():
                 rel = np.abs(got[name] - w).max() / np.abs(w).max()
                 assert rel <= 1e-5, (stage, name, frames, pointers, points, rel)
+
+
+def test_the_smallest_tier_with_room_is_chosen():
+    s = StaticShapes.for_model(7, 16, cond_frames=3, points=4, tiers=[1, 3])
+    assert [t.memory_slots for t in s.tiers] == [7, 9] and s.attention_tiers == (1, 3)
+    assert s.extra_stages == ("memory_attention_1cond",)
+    for selection, stage in (((1, 0), "memory_attention_1cond"), ((7, 16), "memory_attention_1cond"),
+                             ((8, 16), "memory_attention"), ((7, 17), "memory_attention"), ((9, 18), "memory_attention")):
+        assert s.tier_for(*selection).stage == stage, selection
+    with pytest.raises(InputError, match="10 memory frames and 3 object pointers .* 9 and 18 slots"):
+        s.tier_for(10, 3)
+    inputs = {"memory": np.ones((3, 64, 2, 2), np.float32), "memory_pos": np.ones((3, 64, 2, 2), np.float32),
+              "obj_ptrs": np.ones((17, 256), np.float32), "obj_ptr_pos": np.ones((17, 64), np.float32)}
+    stage, fed = s.route("memory_attention", inputs)  # few memories, but more pointers than the small tier has
+    assert stage == "memory_attention" and fed["memory"].shape[0] == 9 and fed["obj_ptr_valid"].sum() == 17
+    assert fed["memory_valid"].tolist() == [1, 1, 1, 0, 0, 0, 0, 0, 0]
+    filled = {**inputs, "obj_ptrs": inputs["obj_ptrs"][:2], "obj_ptr_pos": inputs["obj_ptr_pos"][:2],
+              "memory": np.ones((7, 64, 2, 2)), "memory_valid": np.ones(7, np.float32)}
+    assert s.route("memory_attention", filled)[0] == "memory_attention_1cond"  # a store filled the tier's slots
+    with pytest.raises(InputError, match="filled into 8 slots"):
+        s.route("memory_attention", {**filled, "memory_valid": np.ones(8, np.float32)})
+    with pytest.raises(ModelSetError, match="from 1 to the 3 conditioning-frame slots, got 4"):
+        StaticShapes.for_model(7, 16, cond_frames=3, tiers=[1, 4])
+    assert StaticShapes.for_model(7, 16, cond_frames=2).attention_tiers == (1, 2)  # every count by default
+
+
+@pytest.mark.parametrize("tiers,ok", [([1, 2], True), ([2], True), (None, True), ([2, 1], False), ([1], False),
+                                      ([0, 2], False), ("1,2", False), ([], False)])
+def test_manifest_attention_tiers_are_checked(tiers, ok):
+    d = {"cond_frames": 2, "memory_slots": 8, "pointer_slots": 17, "points": 8}
+    if tiers is not None:
+        d["attention_tiers"] = tiers
+    if ok:
+        assert StaticShapes.from_yaml(d, "m.yaml").attention_tiers[-1] == 2
+    else:
+        with pytest.raises(ModelSetError, match="attention_tiers"):
+            StaticShapes.from_yaml(d, "m.yaml")
+
+
+def _edited_copy(static_modelset_dir, tmp_path, edit) -> Path:
+    import shutil
+
+    import yaml
+
+    copy = tmp_path / "set"
+    shutil.copytree(static_modelset_dir, copy)
+    raw = yaml.safe_load((copy / "modelset.yaml").read_text())
+    edit(raw, copy)
+    (copy / "modelset.yaml").write_text(yaml.safe_dump(raw))
+    return copy
+
+
+def test_a_set_from_before_tiers_runs_its_one_graph(static_modelset_dir, tmp_path, modelset):
+    def drop_tier(raw, copy):
+        del raw["static"]["attention_tiers"], raw["stages"]["memory_attention_1cond"]
+        (copy / "memory_attention_1cond.onnx").unlink()
+
+    old = ModelSet.load(_edited_copy(static_modelset_dir, tmp_path, drop_tier))
+    assert old.manifest.static.attention_tiers == (2,)
+    stages = StageSet.load(old, BACKENDS["onnxruntime-cpu"], only=("memory_attention",))
+    assert set(stages.stages) == {"memory_attention"}
+    x = random_inputs(modelset, memory_frames=3, pointers=2)["memory_attention"]
+    want = StageSet.load(modelset, BACKENDS["onnxruntime-cpu"], only=("memory_attention",)).run("memory_attention", x)
+    got = stages.run("memory_attention", x)["pix_feat_with_mem"]
+    assert np.abs(got - want["pix_feat_with_mem"]).max() <= 1e-5 * np.abs(want["pix_feat_with_mem"]).max()
+
+
+def test_a_tier_file_of_other_slots_or_an_unknown_stage_is_refused(static_modelset_dir, tmp_path):
+    def swap(raw, copy):  # the one-prompt tier's entry pointing at the two-prompt graph
+        raw["stages"]["memory_attention_1cond"] = raw["stages"]["memory_attention"]
+
+    with pytest.raises(ModelSetError, match="memory_attention_1cond takes 8 memory and 17 pointer slots, but the "
+                                            "static section promises 7 and 16"):
+        ModelSet.load(_edited_copy(static_modelset_dir, tmp_path / "a", swap))
+
+    def unknown(raw, copy):
+        raw["stages"]["memory_attention_3cond"] = raw["stages"]["memory_attention"]
+
+    with pytest.raises(ModelSetError, match="memory_attention_3cond, which neither the four stages nor"):
+        ModelSet.load(_edited_copy(static_modelset_dir, tmp_path / "b", unknown))
+
+
+class _Counted:
+    """A loaded stage that counts its runs."""
+
+    def __init__(self, stage, counts: dict, name: str) -> None:
+        self.stage, self.counts, self.name = stage, counts, name
+
+    def run(self, inputs):
+        self.counts[self.name] = self.counts.get(self.name, 0) + 1
+        return self.stage.run(inputs)
+
+    def __getattr__(self, name):
+        return getattr(self.stage, name)
+
+
+TWO_PROMPTS = Scenario("two prompted frames, a full bank", "davis", (
+    Step("points", 0, 1, {"points": [[420.0, 250.0]], "labels": [1]}),
+    Step("propagate", args={"max_frame_num_to_track": 2}),
+    Step("points", 3, 1, {"points": [[440.0, 260.0]], "labels": [1]}),  # an untracked frame: a second prompted one
+    Step("propagate", args={"start_frame_idx": 3, "max_frame_num_to_track": 10}),
+))
+
+
+def test_each_frame_runs_the_smallest_tier_and_tracks_as_the_dynamic_set(static_ms, modelset, clips):
+    """One prompted frame never needs the two-prompt graph; two prompted frames and six recent memories
+    (frames 10 to 13 here) fill its eighth slot."""
+    stages = StageSet.load(static_ms, BACKENDS["onnxruntime-cpu"])
+    counts: dict[str, int] = {}
+    stages.stages = {k: _Counted(v, counts, k) for k, v in stages.stages.items()}
+    static = Tracker(static_ms, stages, CAPPED)
+    dynamic = Tracker(modelset, StageSet.load(modelset, BACKENDS["onnxruntime-cpu"]), EXACT)
+    click = next(s for s in SCENARIOS if s.name == "click")
+    got = run_engine(static, click, clips["davis"], mask_of)
+    assert counts.get("memory_attention_1cond", 0) == 6 and "memory_attention" not in counts, counts
+    _same_tracking(got, run_engine(dynamic, click, clips["davis"], mask_of), MAX_LOGIT_DIFF["onnxruntime-cpu"])
+    counts.clear()
+    got = run_engine(static, TWO_PROMPTS, clips["davis"], mask_of)
+    assert counts.get("memory_attention", 0) == 4 and counts.get("memory_attention_1cond", 0) > 0, counts
+    _same_tracking(got, run_engine(dynamic, TWO_PROMPTS, clips["davis"], mask_of), MAX_LOGIT_DIFF["onnxruntime-cpu"])
 
 
 def _same_tracking(a: list[FrameRecord], b: list[FrameRecord], bound: float) -> float:
@@ -154,6 +281,7 @@ def test_npu_and_gpu_configs_load_fully_static_stages(name, static_modelset_dir,
     assert cfg.model.name.endswith("_static") and cfg.tracker.max_cond_frames == 2
     here = BackendConfig(name="openvino", device="CPU", precision="f32")
     tracker = Tracker.from_config(replace(cfg, backend=here), model=static_modelset_dir)
+    assert "memory_attention_1cond" in tracker.stages.stages  # every tier is compiled, each fully static
     assert {n: s.dynamic_ports for n, s in tracker.stages.stages.items()} == dict.fromkeys(tracker.stages.stages, [])
     ms = ModelSet.load(modelset_dir)
     dynamic = StageSet.load(ms, here, only=("memory_attention", "mask_decoder"))
@@ -179,6 +307,11 @@ def test_export_cli_refuses_static_flags_without_static(tmp_path):
 
     with pytest.raises(ExportError, match="--cond-slots only apply to a static set"):
         main(["--image-size", "512", "--cond-slots", "3", "--out", str(tmp_path / "x")])
+    with pytest.raises(ExportError, match="--attention-tiers only apply to a static set"):
+        main(["--image-size", "512", "--attention-tiers", "1,2", "--out", str(tmp_path / "x")])
+    for bad in ("1,3", "one", ""):  # refused before the model is built
+        with pytest.raises(ExportError, match="prompted-frame counts from 1 to --cond-slots 2"):
+            main(["--image-size", "512", "--static", "--attention-tiers", bad, "--out", str(tmp_path / "x")])
 
 
 @pytest.mark.parametrize("value,ok", [(2, True), (-1, True), (None, True), (1, False), (0, False), ("2", False),

@@ -75,6 +75,20 @@ def test_stage_parity_ort_and_openvino(built_tiny, modelset):
         assert {r.stage for r in rows if r.backend == backend} == set(STAGES)
 
 
+def test_static_parity_covers_every_memory_attention_tier(built_tiny, static_modelset_dir):
+    """Each tier's file is checked against the dynamic reference module on every case it has room for."""
+    from backends.base import BackendConfig
+    from engine.export.verify import MEMORY_FRAMES, POINTER_COUNTS, verify_model_set
+
+    ms = ModelSet.load(static_modelset_dir)
+    rows = verify_model_set(built_tiny, ms, backends=[("onnxruntime CPU f32", BackendConfig())])
+    for r in rows:
+        assert r.rel <= 1e-4, r
+    cases = {f"{f} frames, {p} pointers" for f in MEMORY_FRAMES for p in POINTER_COUNTS}  # all within 7 + 16
+    for tier in ms.manifest.static.tiers:
+        assert {r.case for r in rows if r.stage == tier.stage} == cases, tier
+
+
 def test_output_dir_not_empty_without_force(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
