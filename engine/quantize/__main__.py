@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         stages = {}
         for name in ms.manifest.stages:  # a static set's memory-attention tiers follow memory_attention
             target = tmp / ms.manifest.stages[name].file
-            if _logical(name) in chosen:
+            if _logical(name, ms) in chosen:
                 t1 = time.perf_counter()
-                _convert(name, ms.stage_path(name), target, args.precision, samples)
+                _convert(name, _logical(name, ms), ms.stage_path(name), target, args.precision, samples)
                 print(f"  {name}: {target.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t1:.1f} s")
             else:
                 shutil.copyfile(ms.stage_path(name), target)
@@ -168,12 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _logical(stage: str) -> str:
+def _logical(stage: str, ms: ModelSet) -> str:
     """The stage a stage file belongs to: memory attention for each of a static set's tiers."""
-    return ATTENTION if stage.startswith(ATTENTION) else stage
+    static = ms.manifest.static
+    return ATTENTION if static is not None and stage in static.extra_stages else stage
 
 
-def _convert(name: str, source: Path, target: Path, precision: str, samples: dict) -> None:
+def _convert(name: str, kind: str, source: Path, target: Path, precision: str, samples: dict) -> None:
     if precision == "int8":
         from engine.quantize.ptq import quantize_stage
 
@@ -181,7 +182,7 @@ def _convert(name: str, source: Path, target: Path, precision: str, samples: dic
             raise InputError(f"the calibration clip gave no inputs of {name}'s shapes to calibrate it on; "
                               f"use a longer clip (--frames) or more prompts")
         print(f"  quantizing {name} on {len(samples[name])} samples ...", flush=True)
-        quantize_stage(source, samples[name], _logical(name), target)
+        quantize_stage(source, samples[name], kind, target)
         return
     from engine.quantize.fp16 import convert_stage
 
@@ -204,7 +205,7 @@ def _manifest(ms: ModelSet, stages: dict, chosen: list[str], args: argparse.Name
                                                                              "float32 graph inputs and outputs")
     quantization: dict[str, Any] = {
         "tool": tool, "method": method, "precision": args.precision,
-        "source_set": str(ms.root), "stages": {s: args.precision if _logical(s) in chosen else "f32" for s in m.stages},
+        "source_set": str(ms.root), "stages": {s: args.precision if _logical(s, ms) in chosen else "f32" for s in m.stages},
     }
     if args.calibration:
         quantization["calibration"] = {
