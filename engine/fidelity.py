@@ -97,7 +97,8 @@ class ObjectTrace:
                 "median_coverage": float(np.median(present)) if present else 0.0}
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float | None:
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float | None:
+    """IoU of two boolean masks; None when both are empty."""
     union = np.count_nonzero(a | b)
     return None if union == 0 else np.count_nonzero(a & b) / union
 
@@ -126,7 +127,7 @@ def compare_runs(candidate, exact, video: str, prompts: list[Prompt], reverse: b
             t = traces.setdefault(obj_id, ObjectTrace())
             diff = np.abs(got.low_res_logits[k].astype(np.float64) - want.low_res_logits[k])
             t.frames.append(want.frame_idx)
-            t.iou.append(_iou(got.masks[k], want.masks[k]))
+            t.iou.append(mask_iou(got.masks[k], want.masks[k]))
             t.presence_agrees.append(bool((got.object_scores[k] > 0) == (want.object_scores[k] > 0)))
             t.max_logit_diff.append(float(diff.max()))
             t.p999_logit_diff.append(float(np.quantile(diff, 0.999)))

@@ -141,6 +141,20 @@ class RleWriter:
         return path
 
 
+def overlay_bgr(frame: np.ndarray, obj_ids: list[int], masks: np.ndarray) -> np.ndarray:
+    """The frame (RGB) with each object's mask tinted in its palette colour and outlined, as BGR for OpenCV."""
+    img = frame.astype(np.float32)
+    for obj_id, mask in zip(obj_ids, masks, strict=True):
+        colour = PALETTE[obj_id % 256].astype(np.float32)
+        img[mask] = img[mask] * 0.45 + colour * 0.55
+    bgr = cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR)
+    for obj_id, mask in zip(obj_ids, masks, strict=True):
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        c = PALETTE[obj_id % 256]
+        cv2.drawContours(bgr, contours, -1, (int(c[2]), int(c[1]), int(c[0])), 2)
+    return bgr
+
+
 class OverlayWriter:
     """An MP4 preview: the frame with each object's mask tinted in its palette colour and outlined."""
 
@@ -153,16 +167,7 @@ class OverlayWriter:
             raise OSError(f"OpenCV cannot write {self.tmp}")
 
     def add(self, frame: np.ndarray, obj_ids: list[int], masks: np.ndarray) -> None:
-        img = frame.astype(np.float32)
-        for obj_id, mask in zip(obj_ids, masks, strict=True):
-            colour = PALETTE[obj_id % 256].astype(np.float32)
-            img[mask] = img[mask] * 0.45 + colour * 0.55
-        bgr = cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR)
-        for obj_id, mask in zip(obj_ids, masks, strict=True):
-            contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            c = PALETTE[obj_id % 256]
-            cv2.drawContours(bgr, contours, -1, (int(c[2]), int(c[1]), int(c[0])), 2)
-        self.writer.write(bgr)
+        self.writer.write(overlay_bgr(frame, obj_ids, masks))
 
     def close(self, complete: bool) -> Path:
         self.writer.release()

@@ -19,6 +19,7 @@ class ProfiledStages:
         self.inner = stages
         self.log: list[tuple[str, float]] | None = None  # None: not recording
         self.last_memory: tuple[int, int] = (0, 0)  # (memory frames, object pointers) of the last attention
+        self.total_s = 0.0  # every call's seconds, recorded or not (a service's share outside the stages)
 
     def run(self, name: str, inputs: Mapping[str, Any], keep: Collection[str] = ()) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -35,8 +36,10 @@ class ProfiledStages:
         return _TimedStore(self.inner.memory_store(spec), self)
 
     def _record(self, name: str, t0: float) -> None:
+        dt = time.perf_counter() - t0
+        self.total_s += dt
         if self.log is not None:
-            self.log.append((name, time.perf_counter() - t0))
+            self.log.append((name, dt))
 
     def describe(self) -> dict[str, dict[str, Any]]:
         return self.inner.describe()

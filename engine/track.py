@@ -228,56 +228,58 @@ def track_offline(args, tracker, prompts: list[Prompt]) -> dict[str, Any]:
     return summary
 
 
-def _open_live(video: str):
-    target: Any = int(video.split(":", 1)[1]) if video.startswith("camera:") else video
-    if video.startswith("camera:") and not video.split(":", 1)[1].isdigit():
-        raise InputError(f"--video {video!r}: a camera is camera:N with N a number")
-    cap = cv2.VideoCapture(target)
-    if not cap.isOpened():
-        raise InputError(f"cannot open live source {video}")
-    return cap
-
-
 def track_live(args, tracker, prompts: list[Prompt]) -> dict[str, Any]:
-    cap = _open_live(args.video)
-    stream = tracker.stream()
+    """Track a camera or stream: a capture thread keeps the newest frame, so results never fall behind the
+    source by more than one tracking time (frames that arrive meanwhile are dropped and counted)."""
+    from engine.live import Capture, LiveSession
+
+    capture = Capture(args.video, policy="latest", name=args.video, retry_first_open=False).start()
+    session = LiveSession(tracker, name=args.video, held_frames=4)
     pending = list(prompts)
     outputs = None
+    latencies: list[float] = []
     t0 = time.perf_counter()
     stopped_by = "end of stream"
     try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            result = stream.track(frame)
-            idx = stream.frame_idx
-            for p in [p for p in pending if p.frame <= idx]:  # prompts apply when their frame arrives
+        for frame in capture.frames():
+            result = session.track(frame)
+            for p in [p for p in pending if p.frame <= frame.frame_id]:  # prompts apply when their frame arrives
                 pending.remove(p)
-                result = apply_prompt(tracker, stream.state, Prompt(idx, p.obj_id, p.points, p.labels, p.box, p.mask),
-                                      stream.state.video_hw)
+                mask = read_mask(p.mask, frame.image.shape[:2]) if p.mask is not None else None
+                result = session.prompt(frame.frame_id, p.obj_id, points=p.points or None, labels=p.labels or None,
+                                        box=p.box, mask=mask)
             if outputs is None:
-                fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-                outputs = Outputs(args.out, stream.state.video_hw, fps, args.video, not args.no_png,
-                                  not args.no_video, True)
-            outputs.add(idx, frame, result)
+                outputs = Outputs(args.out, frame.image.shape[:2], capture_fps(capture), args.video,
+                                  not args.no_png, not args.no_video, True)
+            outputs.add(frame.frame_id, frame.image, result)
+            latencies.append(result.latency_s)
             if args.max_frames is not None and outputs.frames >= args.max_frames:
                 stopped_by = f"--max-frames {args.max_frames}"
                 break
-            if not args.quiet and idx % 25 == 0:
-                print(f"frame {idx}: {(idx + 1) / (time.perf_counter() - t0):.2f} fps", file=sys.stderr)
+            if not args.quiet and outputs.frames % 25 == 1:
+                print(f"frame {frame.frame_id}: {outputs.frames / (time.perf_counter() - t0):.2f} fps tracked, "
+                      f"{capture.dropped} dropped, latency {1000 * result.latency_s:.0f} ms", file=sys.stderr)
     except KeyboardInterrupt:
         stopped_by = "Ctrl-C"
     finally:
-        cap.release()
+        capture.stop()
         files = outputs.close(True) if outputs else []
     if outputs is None:
-        raise InputError(f"live source {args.video} gave no frame")
+        raise InputError(f"live source {args.video} gave no frame"
+                         + (f": {capture.last_error}" if capture.last_error else ""))
     summary = _summary(args, outputs, files, time.perf_counter() - t0, True, [], tracker)
     summary["stopped_by"] = stopped_by
+    summary["live"] = {"frames_in": capture.frames_in, "dropped": capture.dropped, "reconnects": capture.reconnects,
+                       "latency_ms": {"p50": round(1000 * float(np.percentile(latencies, 50)), 1),
+                                      "p95": round(1000 * float(np.percentile(latencies, 95)), 1),
+                                      "max": round(1000 * max(latencies), 1)}}
     _write_summary(args.out, summary)
     return summary
+
+
+def capture_fps(capture) -> float:
+    """The overlay video's rate: the source's own, once it is known."""
+    return round(capture.fps_in, 3) or 25.0
 
 
 def _summary(args, outputs: Outputs, files: list[str], seconds: float, complete: bool, bad: list[int],

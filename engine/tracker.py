@@ -475,8 +475,9 @@ class Tracker:
     def reset_state(self, state: InferenceState) -> None:
         state.objects.clear()
 
-    def stream(self) -> Stream:
-        return Stream(self)
+    def stream(self, held_frames: int = 4) -> Stream:
+        """Live tracking; the last `held_frames` frames stay available for prompts (engine.live)."""
+        return Stream(self, held_frames)
 
 
 class Stream:
@@ -488,9 +489,9 @@ class Stream:
     stream never goes back, so its masks are still those of Meta's predictor run with that flag).
     """
 
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: Tracker, held_frames: int = LiveSource.cache_size) -> None:
         self.tracker = tracker
-        self.source = LiveSource()
+        self.source = LiveSource(held_frames=held_frames)
         self.state = InferenceState(self.source)
         self.state.correct_as_cond = True
         self.state.bounded = True

@@ -195,8 +195,11 @@ class ArraySource(FrameSource):
 class LiveSource(FrameSource):
     """Frames pushed one at a time (camera, stream, generator); only recent frames are kept."""
 
-    def __init__(self, height: int | None = None, width: int | None = None) -> None:
+    def __init__(self, height: int | None = None, width: int | None = None, held_frames: int = 4) -> None:
         super().__init__()
+        if held_frames < 1:
+            raise InputError(f"a live source must hold at least 1 frame, got {held_frames}")
+        self.cache_size = held_frames
         self.num_frames = None
         self.height = height or 0
         self.width = width or 0
@@ -217,8 +220,9 @@ class LiveSource(FrameSource):
         return index
 
     def _load(self, index: int) -> np.ndarray:
-        raise InputError(f"frame {index} of a live source is no longer available (only the last "
-                         f"{self.cache_size} frames are kept)")
+        held = list(self._cache)
+        raise InputError(f"frame {index} of a live source is no longer held (the last {self.cache_size} frames "
+                         f"are kept; held now: {held[0] if held else '-'} to {held[-1] if held else '-'})")
 
 
 def is_url(video: str) -> bool:

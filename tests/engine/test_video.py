@@ -105,7 +105,7 @@ def test_live_source_keeps_only_recent_frames():
     for i in range(10):
         live.push(np.full((4, 4, 3), i, np.uint8))
     assert len(live._cache) == live.cache_size and live.get(9)[0, 0, 0] == 9
-    with pytest.raises(InputError, match="no longer available"):
+    with pytest.raises(InputError, match="no longer held"):
         live.get(0)
     with pytest.raises(InputError, match="must not change size"):
         live.push(np.zeros((5, 4, 3), np.uint8))

@@ -1,0 +1,218 @@
+"""One capture thread per live source: it decodes continuously and hands the tracker the newest frame.
+
+A tracker is slower than a camera (SAM 2.1-tiny at 1024 takes seconds a frame on a small CPU). Reading
+one frame per tracked frame, as a plain `cap.read()` loop does, returns the oldest buffered frame, so
+the lag grows until a buffer overflows. Here a thread reads as fast as the source delivers and keeps
+only what the policy asks for:
+
+- `latest` (live sources): the newest frame and its capture time; a frame replaced before the tracker
+  took it is a drop, counted. Latency stays within one tracking time plus one source interval.
+- `every_frame` (recordings): a small bounded queue; the reader waits for the tracker, so every frame is
+  tracked in order and the results are `engine.track`'s.
+
+A source that fails or ends is reopened with exponential backoff (a file played `once` stops instead);
+frame ids go on counting across reconnects, so a prompt on a held frame keeps its meaning.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.errors import InputError
+from engine.live.readers import Reader, camera_index, open_reader
+
+log = logging.getLogger("engine.live")
+
+POLICIES = ("latest", "every_frame")
+STATES = ("connecting", "live", "reconnecting", "stopped")
+
+
+@dataclass(frozen=True)
+class CapturedFrame:
+    """A decoded frame with its place in the source: `frame_id` counts every frame the source gave (drops
+    included), `captured_at` is the wall-clock time it was decoded (time.time())."""
+
+    frame_id: int
+    captured_at: float
+    image: np.ndarray  # H x W x 3 RGB uint8
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Waits between reopen attempts: initial, doubled after each failure, at most `max_s`."""
+
+    initial_s: float = 0.5
+    max_s: float = 10.0
+
+    def delays(self) -> Iterator[float]:
+        d = self.initial_s
+        while True:
+            yield d
+            d = min(d * 2, self.max_s)
+
+
+class Capture:
+    """A live source read in its own thread. `next_frame()` gives the tracker what the policy keeps;
+    `frames()` iterates them (the source a Python user hands to `Tracker.stream()`)."""
+
+    def __init__(self, url: Any, policy: str = "latest", loop: bool = True, fps: float | None = None,
+                 backoff: Backoff = Backoff(), queue_frames: int = 4, name: str | None = None,
+                 opener: Callable[[], Reader] | None = None, retry_first_open: bool = True) -> None:
+        if policy not in POLICIES:
+            raise InputError(f"capture policy {policy!r} is not one of {', '.join(POLICIES)}")
+        if isinstance(url, str) and url.startswith("camera:"):
+            camera_index(url)  # a malformed camera name is an error now, not a reconnect loop
+        self.retry_first_open = retry_first_open  # False: a source that never opens stops (a CLI run)
+        self.url = url
+        self.name = name or str(url)
+        self.policy = policy
+        self.backoff = backoff
+        self._open = opener or (lambda: open_reader(url, loop=loop, fps=fps))
+        self.state = "connecting"
+        self.last_error: str | None = None
+        self.frames_in = 0  # frames decoded, across reconnects: the next frame id
+        self.dropped = 0  # latest: frames replaced before the tracker took them
+        self.reconnects = 0
+        self.hw: tuple[int, int] | None = None
+        self._cond = threading.Condition()
+        self._latest: CapturedFrame | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_frames))
+        self._stop = threading.Event()
+        self._arrivals: deque[float] = deque(maxlen=64)
+        self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
+        self._listeners: list[Callable[[], None]] = []
+
+    # ------------------------------------------------------------------ control
+    def start(self) -> Capture:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        self.state = "stopped"
+
+    def on_frame(self, callback: Callable[[], None]) -> None:
+        """Called (from the capture thread) after each frame, so a scheduler can wake up."""
+        self._listeners.append(callback)
+
+    @property
+    def fps_in(self) -> float:
+        a = list(self._arrivals)
+        return (len(a) - 1) / (a[-1] - a[0]) if len(a) > 1 and a[-1] > a[0] else 0.0
+
+    @property
+    def ended(self) -> bool:
+        return self.state == "stopped"
+
+    # ------------------------------------------------------------------ consumer side
+    def next_frame(self, timeout: float | None = None) -> CapturedFrame | None:
+        """The frame to track next: the newest one not yet taken (latest), or the next in order
+        (every_frame). None when nothing arrived within `timeout` or the source has stopped."""
+        if self.policy == "every_frame":
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:  # in slices, so a source that stops ends the wait
+                try:
+                    return self._queue.get(timeout=0.1) if timeout != 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    if timeout == 0 or self.ended or (deadline is not None and time.monotonic() >= deadline):
+                        return None
+        with self._cond:
+            if self._latest is None and timeout != 0:
+                self._cond.wait_for(lambda: self._latest is not None or self._stop.is_set() or self.ended,
+                                    timeout=timeout)
+            frame, self._latest = self._latest, None
+            return frame
+
+    def has_frame(self) -> bool:
+        if self.policy == "every_frame":
+            return not self._queue.empty()
+        return self._latest is not None
+
+    def frames(self, timeout: float = 1.0) -> Iterator[CapturedFrame]:
+        """Frames as the policy keeps them, until the source stops (or forever for a live one)."""
+        if not self._thread.is_alive() and self.state == "connecting":
+            self.start()
+        while not self._stop.is_set():
+            frame = self.next_frame(timeout)
+            if frame is not None:
+                yield frame
+            elif self.ended and not self.has_frame():
+                return
+
+    # ------------------------------------------------------------------ capture thread
+    def _deliver(self, image: np.ndarray) -> None:
+        frame = CapturedFrame(self.frames_in, time.time(), image)
+        self.frames_in += 1
+        self._arrivals.append(time.monotonic())
+        if self.policy == "every_frame":
+            while not self._stop.is_set():  # wait for the tracker: no frame is lost
+                try:
+                    self._queue.put(frame, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+        else:
+            with self._cond:
+                if self._latest is not None:
+                    self.dropped += 1
+                self._latest = frame
+                self._cond.notify_all()
+        for callback in self._listeners:
+            callback()
+
+    def _run(self) -> None:
+        delays = self.backoff.delays()
+        opened = False
+        while not self._stop.is_set():
+            reader = None
+            try:
+                reader = self._open()
+                opened = True
+                self.state = "live"
+                delays = self.backoff.delays()  # a good open resets the backoff
+                while not self._stop.is_set():
+                    image = reader.read()
+                    if image is None:
+                        break
+                    if self.hw is None:
+                        self.hw = image.shape[:2]
+                    elif image.shape[:2] != self.hw:
+                        raise InputError(f"source {self.name} changed frame size from {self.hw[1]} x {self.hw[0]} "
+                                         f"to {image.shape[1]} x {image.shape[0]}")
+                    self._deliver(image)
+                if self._stop.is_set():
+                    break
+                if reader.finite:  # a file played once (a looped file rewinds inside its reader)
+                    log.info("source %s ended", self.name)
+                    break
+                self.last_error = "the stream stopped delivering frames"
+            except Exception as exc:  # noqa: BLE001 - any failure of a source means: reopen it
+                self.last_error = str(exc) or type(exc).__name__
+                log.warning("source %s: %s", self.name, self.last_error)
+            finally:
+                if reader is not None:
+                    reader.close()
+            if self._stop.is_set() or (not opened and not self.retry_first_open):
+                break
+            self.state = "reconnecting"
+            self.reconnects += 1
+            if self._stop.wait(next(delays)):
+                break
+        self.state = "stopped"
+        with self._cond:
+            self._cond.notify_all()
+        for callback in self._listeners:
+            callback()

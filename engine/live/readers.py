@@ -1,0 +1,128 @@
+"""What a capture thread reads from: a camera or stream through OpenCV, a file or folder played at its
+own rate, or a Python iterable of frames. `read()` returns the next RGB frame, or None when the source
+has ended (a file played once) or stopped delivering (a stream: the capture reconnects)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from engine.errors import InputError
+from engine.video import FrameSource, VideoFileSource, open_video
+
+DEFAULT_FOLDER_FPS = 25.0  # a frame folder says nothing of its rate
+
+
+class Reader:
+    finite = False  # True: None from read() means the source is done (not: reconnect)
+    fps: float | None = None
+
+    def read(self) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def camera_index(url: str) -> int:
+    index = url.split(":", 1)[1]
+    if not index.isdigit():
+        raise InputError(f"source {url!r}: a camera is camera:N with N a number")
+    return int(index)
+
+
+def is_stream_url(url: str) -> bool:
+    return url.startswith("camera:") or "://" in url
+
+
+class OpenCvReader(Reader):
+    """A camera (camera:N), an RTSP stream, an HTTP(S) MJPEG stream or an HLS playlist, through OpenCV's
+    FFmpeg. Its own buffering is kept to one frame where the backend allows it."""
+
+    def __init__(self, url: str, open_timeout_s: float = 10.0) -> None:
+        target: Any = camera_index(url) if url.startswith("camera:") else url
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(open_timeout_s * 1000)]
+        self.cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
+        if not self.cap.isOpened():
+            raise InputError(f"cannot open {url}: no such camera, or the stream cannot be reached or decoded")
+        self.cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        self.fps = float(self.cap.get(cv2.CAP_PROP_FPS)) or None
+
+    def read(self) -> np.ndarray | None:
+        ok, bgr = self.cap.read()
+        if not ok or bgr is None:
+            return None
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class PacedReader(Reader):
+    """Frames of a video file, a frame folder or an array, delivered at `fps` as a camera would; `loop`
+    starts again at the end, otherwise the source ends."""
+
+    def __init__(self, source: FrameSource, fps: float | None, loop: bool, owned: bool = True) -> None:
+        self.source = source
+        self.owned = owned  # a FrameSource the caller gave stays open for the next reconnect
+        own = getattr(source, "fps", None) if isinstance(source, VideoFileSource) else None
+        self.fps = float(fps or own or DEFAULT_FOLDER_FPS)
+        self.loop = loop
+        self.finite = not loop
+        self.index = 0
+        self._t0: float | None = None
+        self._played = 0
+
+    def read(self) -> np.ndarray | None:
+        if self.index >= (self.source.num_frames or 0):
+            if not self.loop:
+                return None
+            self.index = 0
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        due = self._t0 + self._played / self.fps
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        frame = self.source.get(self.index)
+        self.index += 1
+        self._played += 1
+        return frame
+
+    def close(self) -> None:
+        if self.owned:
+            self.source.close()
+
+
+class IterReader(Reader):
+    """Frames from a Python iterable (a generator wrapping a camera SDK, a list): as fast as it yields."""
+
+    finite = True
+
+    def __init__(self, frames: Iterable[np.ndarray]) -> None:
+        self._it: Iterator[np.ndarray] = iter(frames)
+
+    def read(self) -> np.ndarray | None:
+        return next(self._it, None)
+
+
+def open_reader(url: Any, loop: bool = True, fps: float | None = None) -> Reader:
+    """camera:N, rtsp://, http(s):// (MJPEG, HLS) -> OpenCV; a video file or frame folder -> paced playback;
+    anything iterable -> its frames."""
+    if isinstance(url, (str, Path)):
+        text = str(url)
+        if isinstance(url, str) and is_stream_url(text):
+            return OpenCvReader(text)
+        return PacedReader(open_video(Path(text)), fps, loop)
+    if isinstance(url, FrameSource):
+        return PacedReader(url, fps, loop, owned=False)
+    if isinstance(url, Iterable):
+        return IterReader(url)
+    raise InputError(f"cannot capture from {type(url).__name__}: give camera:N, a stream URL, a video file, a frame "
+                     f"folder or an iterable of frames")

@@ -1,0 +1,63 @@
+"""/metrics in Prometheus' text exposition format (version 0.0.4): counters and gauges per source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.live import STATES
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(service: Any, clients: dict[int, tuple[str, Any]]) -> str:
+    rows: dict[str, tuple[str, str, list[tuple[dict[str, str], float]]]] = {}
+
+    def add(name: str, kind: str, help_text: str, labels: dict[str, str], value: float | None) -> None:
+        if value is None:
+            return
+        rows.setdefault(name, (kind, help_text, []))[2].append((labels, float(value)))
+
+    for sid, runner in service.sources.items():
+        st = runner.status()
+        src = {"source": sid}
+        add("sam2_frames_in_total", "counter", "frames decoded from the source", src, st["frames_in"])
+        add("sam2_frames_tracked_total", "counter", "frames tracked", src, st["frames_tracked"])
+        add("sam2_frames_dropped_total", "counter", "frames replaced by a newer one before tracking", src,
+            st["frames_dropped"])
+        add("sam2_reconnects_total", "counter", "times the source was reopened", src, st["reconnects"])
+        add("sam2_tracking_errors_total", "counter", "frames whose tracking failed", src, runner.errors)
+        add("sam2_fps_in", "gauge", "frames per second decoded", src, st["fps_in"])
+        add("sam2_fps_tracked", "gauge", "frames per second tracked", src, st["fps_tracked"])
+        for q in ("p50", "p95"):
+            v = st["latency_ms"][q]
+            add("sam2_latency_seconds", "gauge", "capture to result, over the last results", {**src, "quantile":
+                "0.5" if q == "p50" else "0.95"}, None if v is None else v / 1000)
+        add("sam2_objects", "gauge", "objects tracked", src, len(st["objects"]))
+        for state in STATES:
+            add("sam2_source_state", "gauge", "1 for the source's state", {**src, "state": state},
+                1.0 if st["state"] == state else 0.0)
+        if runner.busy_s > 0:
+            add("sam2_service_seconds_total", "counter", "worker time on the source's frames", src, runner.busy_s)
+            add("sam2_stage_seconds_total", "counter", "of which in the stage models", src, runner.stage_s)
+    per_source: dict[str, list[Any]] = {}
+    for sid, queue in clients.values():
+        per_source.setdefault(sid, []).append(queue)
+    for sid, queues in per_source.items():
+        add("sam2_websocket_clients", "gauge", "connected WebSocket clients", {"source": sid}, len(queues))
+        add("sam2_websocket_dropped_total", "counter", "results dropped for slow clients (connected ones)",
+            {"source": sid}, sum(q.dropped for q in queues))
+    for sink in service.sinks:
+        if hasattr(sink, "dropped"):
+            add("sam2_mqtt_sent_total", "counter", "results published to MQTT", {}, sink.sent)
+            add("sam2_mqtt_dropped_total", "counter", "results not published (broker away, queue full)", {},
+                sink.dropped)
+    out = []
+    for name, (kind, help_text, samples) in rows.items():
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            lab = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+            out.append(f"{name}{{{lab}}} {value:g}" if lab else f"{name} {value:g}")
+    return "\n".join(out) + "\n"

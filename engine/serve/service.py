@@ -1,0 +1,205 @@
+"""The live service without its web layer: sources, one tracker for all of them, a scheduler, sinks.
+
+One worker thread runs every stage call (one loaded stage set; runtimes are not asked to run two
+requests at once). It serves the sources round-robin, each time taking the newest frame of the next
+source that has one, so a busy source cannot starve the others. Prompts from the API run on the
+caller's thread under the same lock, between two tracked frames. Results go to every sink from the
+worker, and no sink may block it: WebSocket clients and MQTT have bounded queues of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.errors import InputError
+from engine.live import Backoff, Capture, LiveResult, LiveSession
+from engine.serve.schema import Deployment, SourceSpec
+from engine.serve.sinks import JsonlSink, MqttSink, Sink
+from engine.tracker import Tracker
+
+log = logging.getLogger("engine.serve")
+
+Subscriber = Callable[[LiveResult], None]
+
+
+class UnknownSourceError(InputError):
+    pass
+
+
+@dataclass
+class SourceRunner:
+    spec: SourceSpec
+    capture: Capture
+    session: LiveSession
+    latencies: deque = field(default_factory=lambda: deque(maxlen=600))
+    tracked_at: deque = field(default_factory=lambda: deque(maxlen=64))
+    subscribers: list[Subscriber] = field(default_factory=list)
+    errors: int = 0
+    last_error: str | None = None  # a tracking error (the capture keeps its own)
+    busy_s: float = 0.0  # worker time on this source's frames
+    step_s: float = 0.0  # of which in the tracker's step (the rest: results out, the service's own)
+    stage_s: float = 0.0  # of which in the stage models
+
+    def status(self) -> dict[str, Any]:
+        lat = np.array(self.latencies) * 1000 if self.latencies else None
+        t = list(self.tracked_at)
+        fps = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+        cap = self.capture
+        return {"id": self.spec.id, "url": self.spec.url if not _has_credentials(self.spec.url) else _redact(self.spec.url),
+                "policy": self.spec.policy, "state": cap.state,
+                "last_error": self.last_error or cap.last_error,
+                "fps_in": round(cap.fps_in, 2), "fps_tracked": round(fps, 2), "frames_in": cap.frames_in,
+                "frames_tracked": self.session.tracked, "frames_dropped": cap.dropped, "reconnects": cap.reconnects,
+                "latency_ms": {"p50": None if lat is None else round(float(np.percentile(lat, 50)), 1),
+                               "p95": None if lat is None else round(float(np.percentile(lat, 95)), 1)},
+                "objects": self.session.obj_ids, "held_frames": _span(self.session.held_frame_ids()),
+                "frame_size": (None if self.session.video_hw is None
+                               else {"height": self.session.video_hw[0], "width": self.session.video_hw[1]})}
+
+
+def _has_credentials(url: str) -> bool:
+    return "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]
+
+
+def _redact(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+def _span(ids: list[int]) -> dict[str, int] | None:
+    return {"first": ids[0], "last": ids[-1], "count": len(ids)} if ids else None
+
+
+class Service:
+    """Build with a validated deployment and its engine's tracker; `start()`, then `stop()`."""
+
+    def __init__(self, deployment: Deployment, tracker: Tracker, stage_timer: Callable[[], float] | None = None) -> None:
+        self.deployment = deployment
+        self.tracker = tracker
+        self.lock = threading.RLock()  # every stage call, from the worker or a prompt
+        self._stage_timer = stage_timer  # seconds spent in stages so far (a ProfiledStages' total), if wrapped
+        self._wake = threading.Condition()
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._run, name="sam2-serve-worker", daemon=True)
+        self.started_at = time.time()
+        lim = deployment.limits
+        self.sources: dict[str, SourceRunner] = {}
+        for spec in deployment.sources:
+            capture = Capture(spec.url, policy=spec.policy, loop=spec.loop, fps=spec.fps, name=spec.id,
+                              backoff=Backoff(spec.reconnect.initial_s, spec.reconnect.max_s))
+            capture.on_frame(self._notify)
+            session = LiveSession(tracker, name=spec.id, held_frames=lim.frames_held,
+                                  max_objects=lim.objects_per_source, lock=self.lock)
+            self.sources[spec.id] = SourceRunner(spec, capture, session)
+        self.sinks: list[Sink] = []
+        sinks = deployment.sinks
+        if sinks.jsonl is not None:
+            self.sinks.append(JsonlSink(sinks.jsonl))
+        if sinks.mqtt is not None:
+            self.sinks.append(MqttSink(sinks.mqtt))
+        self._rr = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> Service:
+        for sink in self.sinks:
+            sink.start()
+        for runner in self.sources.values():
+            runner.capture.start()
+        self._worker.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop captures and the worker, then flush and close the sinks (whole lines only)."""
+        self._stop.set()
+        self._notify()
+        for runner in self.sources.values():
+            runner.capture.stop()
+        if self._worker.is_alive():
+            self._worker.join(timeout=30)
+        for sink in self.sinks:
+            sink.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._worker.is_alive() and not self._stop.is_set()
+
+    def _notify(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    # ------------------------------------------------------------------ scheduling
+    def _next_runner(self) -> SourceRunner | None:
+        runners = list(self.sources.values())
+        for k in range(len(runners)):
+            runner = runners[(self._rr + k) % len(runners)]
+            if runner.capture.has_frame():
+                self._rr = (self._rr + k + 1) % len(runners)
+                return runner
+        return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            runner = self._next_runner()
+            if runner is None:
+                with self._wake:
+                    self._wake.wait(timeout=0.05)
+                continue
+            frame = runner.capture.next_frame(timeout=0)
+            if frame is None:
+                continue
+            self.track_one(runner, frame)
+
+    def track_one(self, runner: SourceRunner, frame) -> LiveResult | None:
+        t0 = time.perf_counter()
+        s0 = self._stage_timer() if self._stage_timer else 0.0
+        try:
+            result = runner.session.track(frame)
+            runner.step_s += time.perf_counter() - t0
+        except Exception as exc:  # noqa: BLE001 - one bad frame or source must not stop the others
+            runner.errors += 1
+            runner.last_error = f"tracking frame {frame.frame_id}: {exc}"
+            log.warning("source %s: %s", runner.spec.id, runner.last_error)
+            return None
+        runner.last_error = None
+        runner.latencies.append(result.latency_s)
+        runner.tracked_at.append(time.monotonic())
+        self.publish(runner, result)
+        runner.busy_s += time.perf_counter() - t0
+        if self._stage_timer:
+            runner.stage_s += self._stage_timer() - s0
+        return result
+
+    def publish(self, runner: SourceRunner, result: LiveResult) -> None:
+        for sink in self.sinks:
+            sink.send(result)
+        for subscriber in list(runner.subscribers):
+            subscriber(result)
+
+    # ------------------------------------------------------------------ API operations
+    def runner(self, source_id: str) -> SourceRunner:
+        runner = self.sources.get(source_id)
+        if runner is None:
+            raise UnknownSourceError(f"unknown source {source_id!r}; sources: {', '.join(self.sources)}")
+        return runner
+
+    def prompt(self, source_id: str, frame_id: int, obj_id: int, **prompt: Any) -> LiveResult:
+        runner = self.runner(source_id)
+        result = runner.session.prompt(frame_id, obj_id, **prompt)
+        self.publish(runner, result)
+        return result
+
+    def remove_object(self, source_id: str, obj_id: int) -> None:
+        self.runner(source_id).session.remove_object(obj_id)
+
+    def subscribe(self, source_id: str, callback: Subscriber) -> Callable[[], None]:
+        runner = self.runner(source_id)
+        runner.subscribers.append(callback)
+        return lambda: runner.subscribers.remove(callback) if callback in runner.subscribers else None
