@@ -37,7 +37,7 @@ def test_openvino_only_wheel_tracks_a_clip(modelset_dir, tmp_path, capsys):
     py = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     _run([str(py), "-m", "pip", "install", "-q", f"{wheel}[openvino]"], cwd=tmp_path)
     absent = _run([str(py), "-c", "import importlib.util as u; "
-                   "print([m for m in ('torch', 'onnxruntime', 'onnx', 'sam2') if u.find_spec(m)])"], cwd=tmp_path)
+                   "print([m for m in ('torch', 'onnxruntime', 'onnx', 'sam2', 'fastapi', 'uvicorn') if u.find_spec(m)])"], cwd=tmp_path)
     assert absent.stdout.strip() == "[]", absent.stdout
 
     config = tmp_path / "deploy.yaml"
@@ -57,6 +57,10 @@ def test_openvino_only_wheel_tracks_a_clip(modelset_dir, tmp_path, capsys):
                            "--point", "420,250", "--out", str(tmp_path / "o2"), "--quiet"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "sam2-edge[onnxruntime]" in proc.stderr and "Traceback" not in proc.stderr
+    # so is the live service without its extra: the core package carries no web stack
+    proc = subprocess.run([str(py), "-m", "engine.serve", "--config", str(config)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "sam2-edge[serve]" in proc.stderr and "Traceback" not in proc.stderr
     with capsys.disabled():
         print(f"\nopenvino-only environment: {_size_mb(venv):.0f} MB installed "
               f"(wheel {wheel.stat().st_size / 2**10:.0f} KB)")

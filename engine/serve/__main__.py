@@ -70,7 +70,15 @@ def main(argv: list[str] | None = None) -> int:
 
     config = uvicorn.Config(app, host=dep.server.host, port=dep.server.port, log_level=args.log_level,
                             timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
+    class Server(uvicorn.Server):
+        """uvicorn re-raises a stopping signal after its shutdown, which would end the process before the
+        service stops; here SIGTERM and Ctrl-C are requests to stop: sinks are flushed and the exit code is 0."""
+
+        def handle_exit(self, sig, frame) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    server = Server(config)
     service.start()
     try:
         server.run()  # returns on SIGINT / SIGTERM (uvicorn's handlers)

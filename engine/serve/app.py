@@ -121,6 +121,7 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="sam2-edge live tracking", version="1",
                   description="Promptable SAM 2 tracking of live sources. Results over WebSocket at "
                               "/sources/{id}/results; prompts name a frame id from a result or the preview.")
+    app.add_middleware(BodyLimit, limit=dep.limits.request_bytes)
     app.state.service = service
     app.state.clients = {}
 

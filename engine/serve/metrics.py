@@ -48,6 +48,7 @@ def prometheus_text(service: Any, clients: dict[int, tuple[str, Any]]) -> str:
         add("sam2_websocket_clients", "gauge", "connected WebSocket clients", {"source": sid}, len(queues))
         add("sam2_websocket_dropped_total", "counter", "results dropped for slow clients (connected ones)",
             {"source": sid}, sum(q.dropped for q in queues))
+    add("sam2_delivery_errors_total", "counter", "results a sink or client failed to take", {}, service.sink_errors)
     for sink in service.sinks:
         if hasattr(sink, "dropped"):
             add("sam2_mqtt_sent_total", "counter", "results published to MQTT", {}, sink.sent)

@@ -106,6 +106,7 @@ class Service:
         if sinks.mqtt is not None:
             self.sinks.append(MqttSink(sinks.mqtt))
         self._rr = 0
+        self.sink_errors = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Service:
@@ -178,10 +179,12 @@ class Service:
         return result
 
     def publish(self, runner: SourceRunner, result: LiveResult) -> None:
-        for sink in self.sinks:
-            sink.send(result)
-        for subscriber in list(runner.subscribers):
-            subscriber(result)
+        for deliver in [*(s.send for s in self.sinks), *runner.subscribers]:
+            try:
+                deliver(result)
+            except Exception as exc:  # noqa: BLE001 - a failing sink or client must not stop tracking
+                self.sink_errors += 1
+                log.warning("source %s: a result could not be delivered: %s", runner.spec.id, exc)
 
     # ------------------------------------------------------------------ API operations
     def runner(self, source_id: str) -> SourceRunner:

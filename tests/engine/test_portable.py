@@ -18,7 +18,7 @@ from engine.cli import run_cli
 from engine.track import main
 code = run_cli(main, ["--config", {config!r}, "--video", {video!r}, "--point", "420,250", "--max-frames", "1",
                       "--out", {out!r}, "--no-video", "--quiet"])
-import engine.batch.__main__, engine.batch.local, engine.bench  # noqa: F401, E401
+import engine.batch.__main__, engine.batch.local, engine.bench, engine.live, engine.serve.app  # noqa: F401, E401
 sys.exit(code)
 """
 

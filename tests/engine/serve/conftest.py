@@ -1,0 +1,41 @@
+"""Services on stand-in stages (the API, sinks and scheduling are the point) over small frame folders."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from engine.serve.schema import parse_deployment
+from engine.serve.service import Service
+from engine.synthetic import SyntheticSource
+from engine.tracker import Tracker
+from tests.engine.fakes import FakeStages
+
+ENGINE = {"backend": {"name": "onnxruntime", "device": "cpu"}}  # checked by engine.config; stages are stand-ins
+
+
+@pytest.fixture(scope="session")
+def frame_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("live-frames")
+    src = SyntheticSource(num_frames=12, height=120, width=160)
+    for i in range(12):
+        Image.fromarray(src.get(i)).save(folder / f"{i:05d}.jpg", quality=95)
+    return folder
+
+
+def make_service(modelset, sources: list[dict], stages=None, **sections) -> Service:
+    dep, _ = parse_deployment({"engine": ENGINE, "sources": sources, **sections})
+    return Service(dep, Tracker(modelset, stages or FakeStages(modelset)))
+
+
+def wait_for(check, timeout: float = 10.0, what: str = "condition"):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
