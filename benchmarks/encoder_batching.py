@@ -3,9 +3,9 @@
     python benchmarks/encoder_batching.py --model models/edgetam512 --model models/fid512 --threads 2
 
 The model sets' image encoders are exported for one image. OpenVINO can reshape a model to a batch of N
-when its graph allows it; ONNX Runtime runs the graph as saved, so its side is measured on the same
-OpenVINO-reshaped model saved back to ONNX is not possible: ONNX Runtime is timed on N sequential calls
-in N threads of a session pool instead (the alternative a service would have). Median of --repeats.
+where its graph allows it (EdgeTAM's RepViT does; Hiera's graph holds batch-1 reshapes and does not).
+`--export-sam2 VARIANT` exports that SAM 2 variant's image encoder for each batch (seeded weights, as
+the model sets) and times those files on ONNX Runtime CPU and OpenVINO CPU. Median of --repeats.
 """
 
 from __future__ import annotations
@@ -51,9 +51,49 @@ def openvino_batches(path: Path, size: int, threads: int, batches: list[int], re
     return out
 
 
+def export_batches(variant: str, size: int, batches: list[int], folder: Path) -> dict[int, Path]:
+    import torch
+
+    from engine.export.build import build_model
+    from engine.export.exporter import OPSET
+    from engine.export.families import Sam2Family
+    from engine.variants import get_variant
+
+    module = Sam2Family(build_model(get_variant(variant), image_size=size, seed=0)).image_encoder().eval()
+    paths = {}
+    for n in batches:
+        paths[n] = folder / f"image_encoder_b{n}.onnx"
+        with torch.no_grad():
+            torch.onnx.export(module, (torch.rand(n, 3, size, size),), str(paths[n]), dynamo=True,
+                              opset_version=OPSET, external_data=False, input_names=["image"])
+    return paths
+
+
+def time_files(paths: dict[int, Path], size: int, threads: int, repeats: int) -> dict:
+    import onnxruntime as ort
+    import openvino as ov
+
+    out: dict = {"onnxruntime_cpu": {}, "openvino_cpu_f32": {}}
+    core = ov.Core()
+    for n, path in paths.items():
+        x = np.random.default_rng(0).standard_normal((n, 3, size, size)).astype(np.float32)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        t = median_time(lambda s=sess, x=x: s.run(None, {"image": x}), repeats)
+        out["onnxruntime_cpu"][n] = {"ms_per_call": round(1000 * t, 1), "ms_per_image": round(1000 * t / n, 1)}
+        req = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
+                                                   "PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
+        t = median_time(lambda r=req, x=x: r.infer({0: x}), repeats)
+        out["openvino_cpu_f32"][n] = {"ms_per_call": round(1000 * t, 1), "ms_per_image": round(1000 * t / n, 1)}
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", type=Path, action="append", required=True)
+    p.add_argument("--model", type=Path, action="append", default=[])
+    p.add_argument("--export-sam2", help="a SAM 2 variant whose image encoder is exported per batch and timed")
+    p.add_argument("--image-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batches", default="1,2,4")
     p.add_argument("--repeats", type=int, default=5)
@@ -70,6 +110,15 @@ def main() -> int:
                                [int(b) for b in args.batches.split(",")], args.repeats)
         report[str(root)] = {"variant": ms.variant, "image_size": size, "openvino_cpu_f32": res}
         print(root, json.dumps(res), flush=True)
+    if args.export_sam2:
+        import tempfile
+
+        batches = [int(b) for b in args.batches.split(",")]
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = export_batches(args.export_sam2, args.image_size, batches, Path(tmp))
+            res = time_files(paths, args.image_size, args.threads, args.repeats)
+        report[f"{args.export_sam2}@{args.image_size} (exported per batch)"] = res
+        print(args.export_sam2, json.dumps(res), flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))
     return 0

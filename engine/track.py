@@ -278,8 +278,10 @@ def track_live(args, tracker, prompts: list[Prompt]) -> dict[str, Any]:
 
 
 def capture_fps(capture) -> float:
-    """The overlay video's rate: the source's own, once it is known."""
-    return round(capture.fps_in, 3) or 25.0
+    """The overlay video's rate: what the source declares, else the rate frames arrive at (within what an
+    mp4 writer takes), else 25."""
+    fps = capture.source_fps or capture.fps_in
+    return float(min(max(round(fps, 3), 1.0), 120.0)) if fps else 25.0
 
 
 def _summary(args, outputs: Outputs, files: list[str], seconds: float, complete: bool, bad: list[int],

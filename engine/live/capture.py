@@ -83,6 +83,7 @@ class Capture:
         self.dropped = 0  # latest: frames replaced before the tracker took them
         self.reconnects = 0
         self.hw: tuple[int, int] | None = None
+        self.source_fps: float | None = None  # what the source says of its rate, once opened
         self._cond = threading.Condition()
         self._latest: CapturedFrame | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_frames))
@@ -180,6 +181,7 @@ class Capture:
             reader = None
             try:
                 reader = self._open()
+                self.source_fps = reader.fps or self.source_fps
                 opened = True
                 self.state = "live"
                 delays = self.backoff.delays()  # a good open resets the backoff
