@@ -21,6 +21,27 @@ TEST_SEED = 0
 MASK_LOGIT_OFFSET = -0.05
 OBJECT_SCORE_SHIFT = -0.20
 
+# The quick tier (`pytest -m quick`, about a minute): unit tests and one small tracking run per CPU runtime.
+# Tests in these modules are marked quick unless they need a fixture that exports or runs more.
+QUICK_MODULES = {
+    "tests/backends/test_base.py", "tests/backends/test_onnxruntime.py", "tests/backends/test_openvino.py",
+    "tests/backends/test_tracking_smoke.py", "tests/engine/test_config.py", "tests/engine/test_rules.py",
+    "tests/engine/test_prompts.py", "tests/engine/test_postprocess.py", "tests/engine/test_memory.py",
+    "tests/engine/test_video.py", "tests/engine/test_flops.py", "tests/engine/test_prefetch.py",
+    "tests/engine/test_modelset.py", "tests/engine/test_preprocess.py", "tests/engine/test_stages.py",
+    "tests/engine/live/test_capture.py", "tests/engine/serve/test_schema.py",
+}
+NOT_QUICK_FIXTURES = {"static_modelset_dir", "modelset_1024", "built_tiny_1024", "clips"}
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(__file__).resolve().parents[1]
+    for item in items:
+        rel = Path(item.fspath).resolve().relative_to(root).as_posix()
+        if rel in QUICK_MODULES and not NOT_QUICK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.quick)
+
+
 DATA = Path(os.environ.get("SAM2_EDGE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
