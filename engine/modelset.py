@@ -8,6 +8,7 @@ provenance (checkpoint hash or random seed, exporter/torch/opset versions).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -189,6 +190,23 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
     path.write_text(yaml.dump(manifest.to_yaml(), Dumper=_ManifestDumper, sort_keys=False))
 
 
+def build_hint(root: Path) -> str:
+    """How to build a missing model set, read off its folder name as the shipped configs name them
+    (<variant>[_static][_512]): the export command, seeded or from the official checkpoint."""
+    from engine.variants import VARIANTS
+
+    root = Path(os.path.normpath(root))
+    name = root.name
+    variant = max((v for v in VARIANTS if name.startswith(v)), key=len, default=None)
+    if variant is None:
+        return (f"Build one with `python -m engine.export --variant VARIANT --out {root}` (variants: "
+                f"{', '.join(VARIANTS)})")
+    flags = (" --static" if "_static" in name else "") + (" --image-size 512" if name.endswith("512") else "")
+    cmd = f"python -m engine.export --variant {variant}{flags} --out {root}"
+    return (f"Build it with `{cmd} --checkpoint official` (the publisher's weights, downloaded), or `{cmd}` "
+            f"(seeded random weights, for latency)")
+
+
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -229,7 +247,7 @@ class ModelSet:
     def load(cls, root: str | Path, verify_checksums: bool = False, expect_variant: str | None = None) -> ModelSet:
         root = Path(root)
         if not root.is_dir():
-            raise ModelSetError(f"model set directory not found: {root}")
+            raise ModelSetError(f"model set directory not found: {root}. {build_hint(root)}")
         mpath = root / MANIFEST
         if not mpath.is_file():
             raise ModelSetError(f"{root} is not a model set: {MANIFEST} is missing "

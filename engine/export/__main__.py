@@ -40,7 +40,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output directory (default: models/<variant>[_<size>])")
     p.add_argument("--image-size", type=int, default=1024, choices=(512, 1024),
                    help="model input size; 1024 is Meta's, 512 a lighter deployment size")
-    p.add_argument("--checkpoint", type=Path, help="official SAM 2 checkpoint (.pt, weights under 'model')")
+    p.add_argument("--checkpoint", help="official checkpoint file (.pt, weights under 'model'), or `official`: "
+                                        "download the publisher's checkpoint of --variant into the cache "
+                                        "($SAM2_EDGE_CACHE; a mirror: $SAM2_EDGE_CHECKPOINT_URL)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights when no checkpoint is given")
     p.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
                    help="fill a parameter with a constant after loading (testing aid), e.g. "
@@ -110,7 +112,25 @@ def main(argv: list[str] | None = None) -> int:
     calibration = None
     if args.mask_logit_offset or args.object_score_shift:
         calibration = Calibration(args.mask_logit_offset, args.object_score_shift)
-    built = build_model(variant, args.image_size, args.checkpoint, args.seed, _parse_set(args.set), calibration)
+    checkpoint, download = args.checkpoint, None
+    if checkpoint == "official":
+        from engine.export.checkpoints import fetch_official
+
+        download = fetch_official(variant.name, progress=True)
+        checkpoint = download.path
+        how = "in the cache" if download.cached else (f"resumed at {download.resumed_from} bytes" if
+                                                      download.resumed_from else "downloaded")
+        print(f"checkpoint {download.path} ({download.bytes / 2**20:.1f} MB, {how}) from {download.url}")
+    try:
+        built = build_model(variant, args.image_size, None if checkpoint is None else Path(checkpoint), args.seed,
+                            _parse_set(args.set), calibration)
+    except ExportError:
+        if download is not None:  # not this variant's checkpoint: do not keep it as if it were
+            download.path.unlink(missing_ok=True)
+            print(f"removed {download.path} from the cache: it is not {variant.name}'s checkpoint", file=sys.stderr)
+        raise
+    if download is not None:
+        built.weights.update({"source_url": download.url})
     static = None
     if args.static:
         from engine.static import StaticShapes
