@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import BackendUnavailableError, ConfigError, InputError
+from engine.errors import BackendUnavailableError, InputError
 
 log = logging.getLogger("backends")
 
@@ -120,67 +120,6 @@ class Backend(ABC):
         if self.fallback_from is not None:
             d["fallback_from"] = f"{self.fallback_from.name}:{self.fallback_from.device}"
         return d
-
-
-# The extra that installs each runtime: the core package depends on none of them.
-RUNTIME_EXTRAS = {
-    "onnxruntime": "pip install 'sam2-edge[onnxruntime]' (CPU), 'sam2-edge[cuda]' (NVIDIA GPUs) or "
-                   "'sam2-edge[directml]' (Windows GPUs)",
-    "openvino": "pip install 'sam2-edge[openvino]'",
-}
-
-
-def require_runtime(name: str) -> None:
-    """A runtime that is not installed is an error naming the extra that installs it."""
-    import importlib.util
-
-    if name in RUNTIME_EXTRAS and importlib.util.find_spec(name) is None:
-        raise BackendUnavailableError(f"backend {name} needs the {name} package, which is not installed here: "
-                                      f"{RUNTIME_EXTRAS[name]}")
-
-
-def _backend_class(name: str) -> type[Backend]:
-    require_runtime(name)
-    if name == "onnxruntime":
-        from backends.onnxruntime import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend
-    if name == "openvino":
-        from backends.openvino import OpenVinoBackend
-
-        return OpenVinoBackend
-    raise ConfigError(f"backend name {name!r} is not known; allowed: {', '.join(BACKEND_NAMES)}")
-
-
-def available_backends() -> dict[str, list[str]]:
-    """Runtime name -> devices it can use on this machine (a runtime not installed maps to [])."""
-    out: dict[str, list[str]] = {}
-    for name in BACKEND_NAMES:
-        try:
-            out[name] = _backend_class(name).available_devices()  # type: ignore[attr-defined]
-        except (ImportError, BackendUnavailableError):
-            out[name] = []
-    return out
-
-
-def create_backend(config: BackendConfig) -> Backend:
-    """Create the backend asked for; on an unavailable device try only the config's explicit fallbacks."""
-    try:
-        return _backend_class(config.name)(config.without_fallback())
-    except BackendUnavailableError as first:
-        for alt in config.fallback:
-            try:
-                backend = _backend_class(alt.name)(alt.without_fallback(), fallback_from=config)
-            except BackendUnavailableError as exc:
-                log.warning("fallback %s:%s is not available either: %s", alt.name, alt.device, exc)
-                continue
-            log.warning("%s:%s is not available (%s); using the configured fallback %s:%s",
-                        config.name, config.device, first, alt.name, alt.device)
-            return backend
-        if config.fallback:
-            tried = ", ".join(f"{a.name}:{a.device}" for a in config.fallback)
-            raise BackendUnavailableError(f"{first} (configured fallbacks tried: {tried})") from first
-        raise
 
 
 def timed_load(fn, *args, **kwargs) -> tuple[Any, float]:

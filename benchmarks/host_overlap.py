@@ -20,9 +20,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.bench.synthetic import SyntheticSource  # noqa: E402
 from engine.config import TrackerSettings  # noqa: E402
 from engine.modelset import ModelSet  # noqa: E402
-from engine.synthetic import SyntheticSource  # noqa: E402
 from engine.tracker import Tracker  # noqa: E402
 from tests.engine.fakes import FakeStages  # noqa: E402
 

@@ -29,7 +29,8 @@ def child(model: Path, runtime: str, device: str, precision: str, stage: str, fr
           repeats: int, threads: int | None) -> dict:
     import numpy as np
 
-    from backends.base import BackendConfig, create_backend
+    from backends.base import BackendConfig
+    from backends.registry import create_backend
     from engine.cli import peak_rss_mb
     from engine.modelset import ModelSet
     from engine.stages import random_inputs

@@ -15,7 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backends.base import BackendConfig, create_backend  # noqa: E402
+from backends.base import BackendConfig  # noqa: E402
+from backends.registry import create_backend  # noqa: E402
 from engine.cli import run_cli  # noqa: E402
 from engine.modelset import ModelSet  # noqa: E402
 

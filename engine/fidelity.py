@@ -62,7 +62,7 @@ def float_source(ms: ModelSet) -> Path:
 
 
 def exact_config(model: Path) -> EngineConfig:
-    from backends.base import available_backends
+    from backends.registry import available_backends
 
     name = "openvino" if available_backends().get("openvino") else "onnxruntime"
     backend = {"name": name, "device": "CPU" if name == "openvino" else "cpu"}

@@ -6,15 +6,15 @@ leaves a file that looks complete but is not.
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from engine.postprocess import rle_encode
 
@@ -43,17 +43,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def indexed_png(labels: np.ndarray) -> bytes:
-    """An 8-bit palette PNG of a label image (0 background, k object id k), written without Pillow."""
+    """An 8-bit palette PNG of a label image (0 background, k object id k), in the DAVIS colour map."""
     if labels.dtype != np.uint8:
         raise ValueError("labels must be uint8")
-    h, w = labels.shape
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), labels], axis=1).tobytes()  # filter byte 0 per row
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
-            + chunk(b"PLTE", PALETTE.tobytes()) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    img = Image.frombytes("P", (labels.shape[1], labels.shape[0]), np.ascontiguousarray(labels).tobytes())
+    img.putpalette(PALETTE.tobytes())
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def label_image(masks: np.ndarray, obj_ids: list[int]) -> np.ndarray:

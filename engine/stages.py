@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import Backend, BackendConfig, DeviceTensor, Stage, StageOptions, create_backend
+from backends.base import Backend, BackendConfig, DeviceTensor, Stage, StageOptions
+from backends.registry import create_backend
 from engine.config import EngineConfig
 from engine.errors import ConfigError, ModelSetError
 from engine.memory_store import HostMemoryStore, MemorySpec, MemoryStore

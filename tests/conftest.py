@@ -27,7 +27,7 @@ QUICK_MODULES = {
     "tests/backends/test_base.py", "tests/backends/test_onnxruntime.py", "tests/backends/test_openvino.py",
     "tests/backends/test_tracking_smoke.py", "tests/engine/test_config.py", "tests/engine/test_rules.py",
     "tests/engine/test_prompts.py", "tests/engine/test_postprocess.py", "tests/engine/test_memory.py",
-    "tests/engine/test_video.py", "tests/engine/test_flops.py", "tests/engine/test_prefetch.py",
+    "tests/engine/test_video.py", "tests/engine/bench/test_flops.py", "tests/engine/test_prefetch.py",
     "tests/engine/test_modelset.py", "tests/engine/test_preprocess.py", "tests/engine/test_stages.py",
     "tests/engine/live/test_capture.py", "tests/engine/serve/test_schema.py",
 }

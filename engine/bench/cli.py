@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return 0
 
-    from engine.benchreport import format_table, run_label, write_chart, write_csv, write_json
-    from engine.machine import machine_info
+    from engine.bench.machine import machine_info
+    from engine.bench.report import format_table, run_label, write_chart, write_csv, write_json
     from engine.modelset import ModelSet
 
     runs = plan_runs(args)
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             for spec in runs:
                 print(f"running {spec.label} ...", flush=True)
                 results += _child(spec, _strip_out(argv), Path(tmp))
-    from engine.roofline import PROBE_SIZE, fractions, probe
+    from engine.bench.roofline import PROBE_SIZE, fractions, probe
 
     rates = probe(args.threads)
     for r in results:

@@ -16,7 +16,7 @@ from engine.modelset import STAGES
 
 
 def _video(args: argparse.Namespace, needed: int):
-    from engine.synthetic import SyntheticSource
+    from engine.bench.synthetic import SyntheticSource
     from engine.video import open_video
 
     if args.video is None:
@@ -29,7 +29,7 @@ def _video(args: argparse.Namespace, needed: int):
 
 
 def _clicks(source, n: int) -> list[list[float]]:
-    from engine.synthetic import SyntheticSource
+    from engine.bench.synthetic import SyntheticSource
 
     if isinstance(source, SyntheticSource):
         return [list(source.centre(k % 6, 0)) for k in range(n)]
@@ -38,7 +38,7 @@ def _clicks(source, n: int) -> list[list[float]]:
 
 def _flops(ms, memory: tuple[int, int]) -> dict[str, float]:
     try:
-        from engine.flops import count_flops
+        from engine.bench.flops import count_flops
     except ImportError:
         return {}
     static = ms.manifest.static
@@ -78,7 +78,7 @@ def _measure(frames_iter, log_list, warmup: int, total: int, progress_desc: str,
 
 
 def single_run(spec: RunSpec, args: argparse.Namespace, model_dir: Path) -> list[dict[str, Any]]:
-    from engine.benchreport import summarise
+    from engine.bench.report import summarise
     from engine.modelset import ModelSet
 
     if spec.model:

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import BackendConfig, create_backend
+from backends.base import BackendConfig
+from backends.registry import create_backend
 from engine.export.build import BuiltModel
 from engine.modelset import ModelSet
 

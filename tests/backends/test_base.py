@@ -57,3 +57,16 @@ def test_all_fallbacks_unavailable_names_them():
                                   BackendConfig(name="onnxruntime", device="cuda")))
     with pytest.raises(BackendUnavailableError, match="configured fallbacks tried: openvino:GPU, onnxruntime:cuda"):
         create_backend(cfg)
+
+
+def test_the_interface_imports_no_implementation():
+    """backends.base is what every implementation imports; the registry imports one only when asked."""
+    import subprocess
+    import sys
+
+    code = ("import sys, backends.base, backends.registry as r\n"
+            "assert not {'backends.onnxruntime', 'backends.openvino'} & set(sys.modules), sorted(sys.modules)\n"
+            "r.backend_class('openvino')\n"
+            "assert 'backends.openvino' in sys.modules and 'backends.onnxruntime' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

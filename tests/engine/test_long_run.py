@@ -12,8 +12,8 @@ import gc
 import numpy as np
 import psutil
 
+from engine.bench.synthetic import SyntheticSource
 from engine.config import TrackerSettings
-from engine.synthetic import SyntheticSource
 from engine.tracker import Tracker
 from tests.engine.fakes import FakeStages
 

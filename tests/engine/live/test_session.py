@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.bench.synthetic import SyntheticSource
 from engine.config import parse_config
 from engine.errors import InputError
 from engine.live import Capture, CapturedFrame, FrameNotHeldError, LiveSession, ObjectLimitError
 from engine.stages import StageSet
-from engine.synthetic import SyntheticSource
 from engine.tracker import Tracker
 from tests.engine.fakes import FakeStages
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from engine.bench.synthetic import SyntheticSource
 from engine.serve.schema import parse_deployment
 from engine.serve.service import Service
-from engine.synthetic import SyntheticSource
 from engine.tracker import Tracker
 from tests.engine.fakes import FakeStages
 

@@ -81,8 +81,10 @@ def test_a_mask_prompt_and_the_object_limit(api):
     m[30:60, 40:100] = True
     r = client.post("/sources/cam/prompts", json={"frame_id": frame_id, "obj_id": 1, "mask": coco_rle(m)})
     assert r.status_code == 200, r.text
-    client.post("/sources/cam/prompts", json={"frame_id": frame_id, "obj_id": 2, "points": [[5, 5]], "labels": [1]})
-    r = client.post("/sources/cam/prompts", json={"frame_id": frame_id, "obj_id": 9, "points": [[5, 5]], "labels": [1]})
+    client.post("/sources/cam/prompts", json={"frame_id": _newest(client), "obj_id": 2, "points": [[5, 5]],
+                                              "labels": [1]})
+    r = client.post("/sources/cam/prompts", json={"frame_id": _newest(client), "obj_id": 9, "points": [[5, 5]],
+                                                  "labels": [1]})
     assert r.status_code == 429 and "already tracks 2 objects" in r.json()["detail"]
 
 

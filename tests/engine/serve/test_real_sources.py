@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from engine.synthetic import SyntheticSource
+from engine.bench.synthetic import SyntheticSource
 from tests.engine.serve.conftest import make_service, wait_for
 
 HERE = Path(__file__).resolve().parent

@@ -4,9 +4,9 @@ import json
 import pytest
 
 from engine.bench import main as bench_main
-from engine.benchreport import STAGE_ORDER, TIMED
+from engine.bench.machine import FLAGS
+from engine.bench.report import STAGE_ORDER, TIMED
 from engine.cli import run_cli
-from engine.machine import FLAGS
 
 
 def test_bench_end_to_end(modelset_dir, tmp_path, capsys):

@@ -2,7 +2,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from engine.flops import count_flops
+from engine.bench.flops import count_flops
 
 
 def test_flops_match_a_hand_count(tmp_path):
