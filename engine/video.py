@@ -212,11 +212,12 @@ class LiveSource(FrameSource):
         if frame.shape[:2] != (self.height, self.width):
             raise InputError(f"frame {self.count} is {frame.shape[1]} x {frame.shape[0]}, but the stream is "
                              f"{self.width} x {self.height}: frames must not change size")
-        index = self.count
-        self._cache[index] = frame
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        self.count += 1
+        with self._lock:  # a reader (a preview, a prompt) may be looking a held frame up meanwhile
+            index = self.count
+            self._cache[index] = frame
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            self.count += 1
         return index
 
     def _load(self, index: int) -> np.ndarray:

@@ -145,7 +145,11 @@ class LiveSession:
     def frame(self, frame_id: int) -> np.ndarray:
         """A held frame's image (what a prompt on it is made on)."""
         held = self._lookup(frame_id)
-        return self.stream.source.get(held.index)
+        try:
+            return self.stream.source.get(held.index)
+        except InputError:  # tracking moved on between the lookup and the read
+            raise FrameNotHeldError(f"frame {frame_id} of source {self.name} is no longer held; held: "
+                                    f"{self._held_text()}") from None
 
     def _lookup(self, frame_id: int) -> _Held:
         held = self._held.get(frame_id)

@@ -64,7 +64,7 @@ def test_prompt_results_over_websocket_and_removal(api):
         assert decoded.sum() == obj["area"] > 0
         while True:  # the first tracked result after the prompt carries the object, with timestamps
             msg = json.loads(ws.receive_text())
-            if msg["kind"] == "track" and msg["frame_id"] > frame_id:
+            if msg["kind"] == "track" and msg["result_at"] > answer["result_at"]:
                 break
         assert [o["obj_id"] for o in msg["objects"]] == [3]
         assert msg["result_at"] >= msg["captured_at"] and msg["latency_ms"] >= 0
