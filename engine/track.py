@@ -24,6 +24,7 @@ import numpy as np
 
 from engine.cli import run_cli
 from engine.errors import ConfigError, FrameDecodeError, InputError
+from engine.live.readers import is_stream_url
 from engine.outputs import OverlayWriter, RleWriter, atomic_write_bytes, indexed_png, label_image
 from engine.prompts import Prompt, finalize_prompts, load_prompts_file, parse_box, parse_index, parse_point
 from engine.video import FrameSource, open_video
@@ -178,10 +179,6 @@ class TolerantSource(FrameSource):
         self.inner.close()
 
 
-def is_live(video: str) -> bool:
-    return video.startswith("camera:") or "://" in video
-
-
 def track_offline(args, tracker, prompts: list[Prompt]) -> dict[str, Any]:
     source: FrameSource = open_video(args.video)
     if args.skip_bad_frames:
@@ -304,14 +301,14 @@ def main(argv: list[str] | None = None) -> int:
     config = args.config or DEFAULT_CONFIG
     if args.config is None and not config.is_file():
         raise ConfigError(f"no --config given and {DEFAULT_CONFIG} does not exist here")
-    if not is_live(args.video):
+    if not is_stream_url(args.video):
         open_video(args.video).close()  # a bad video fails before the models load
     from engine.tracker import Tracker
 
     tracker = Tracker.from_config(config, model=args.model, verify_checksums=True)
     interrupted = False
     try:
-        summary = track_live(args, tracker, prompts) if is_live(args.video) else track_offline(args, tracker, prompts)
+        summary = track_live(args, tracker, prompts) if is_stream_url(args.video) else track_offline(args, tracker, prompts)
     except KeyboardInterrupt:
         interrupted = True
         summary = json.loads((args.out / "summary.json").read_text()) if (args.out / "summary.json").is_file() else {}

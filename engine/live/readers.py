@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from engine.errors import InputError
-from engine.video import FrameSource, VideoFileSource, open_video
+from engine.video import FrameSource, VideoFileSource, is_url, open_video
 
 DEFAULT_FOLDER_FPS = 25.0  # a frame folder says nothing of its rate
 
@@ -37,7 +37,8 @@ def camera_index(url: str) -> int:
 
 
 def is_stream_url(url: str) -> bool:
-    return url.startswith("camera:") or "://" in url
+    """A camera (camera:N) or a stream by URL, read live, as opposed to a file or folder played back."""
+    return url.startswith("camera:") or is_url(url)
 
 
 class OpenCvReader(Reader):

@@ -13,7 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.config import EngineConfig, load_config, parse_config
-from engine.errors import ConfigError, EngineError
+from engine.errors import ConfigError, EngineError, InputError
+from engine.live.readers import camera_index, is_stream_url
 
 TOKEN_ENV = "SAM2_EDGE_TOKEN"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -43,7 +44,7 @@ class SourceSpec(Strict):
 
     @property
     def is_stream(self) -> bool:
-        return self.url.startswith("camera:") or "://" in self.url
+        return is_stream_url(self.url)
 
     @property
     def policy(self) -> str:
@@ -52,8 +53,11 @@ class SourceSpec(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if v.startswith("camera:") and not v.split(":", 1)[1].isdigit():
-            raise ValueError("a camera is camera:N with N a number")
+        if v.startswith("camera:"):
+            try:
+                camera_index(v)  # the capture's own check
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
         if "://" in v and not re.match(r"^(rtsp|rtsps|http|https)://", v):
             raise ValueError("stream URLs are rtsp://, rtsps://, http:// or https://")
         return v
