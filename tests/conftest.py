@@ -51,6 +51,16 @@ def require_data() -> Path:
     return DATA
 
 
+def require_part(present: bool, missing: str) -> None:
+    """A real part a test drives (a browser, a broker, an RTSP server): where it is missing, the test skips
+    on a developer's machine and fails in CI (.ci/run installs every part and sets SAM2_EDGE_REQUIRE_PARTS)."""
+    if present:
+        return
+    if os.environ.get("SAM2_EDGE_REQUIRE_PARTS") == "1":
+        pytest.fail(f"{missing} (SAM2_EDGE_REQUIRE_PARTS=1: CI needs every real part)")
+    pytest.skip(missing)
+
+
 def build_test_model(image_size: int):
     from engine.export.build import Calibration, build_model
     from engine.variants import get_variant

@@ -12,12 +12,14 @@ import asyncio
 import hmac
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from engine.errors import EngineError
@@ -29,6 +31,10 @@ from engine.serve.schema import PromptRequest, engine_error_status
 from engine.serve.service import Service, SourceRunner, UnknownSourceError
 
 MJPEG_BOUNDARY = "sam2frame"
+PAGE = Path(__file__).with_name("page")
+# the page loads nothing from elsewhere (the box may be offline): the browser is told to refuse anything else
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'",
+                "Cache-Control": "no-cache"}
 
 
 class BodyLimit:
@@ -142,6 +148,13 @@ def create_app(service: Service) -> FastAPI:
 
     def runner(source_id: str) -> SourceRunner:
         return service.runner(source_id)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        """The live page: pick a source, watch it, click to prompt (engine/serve/page; no build step)."""
+        return FileResponse(PAGE / "index.html", headers=PAGE_HEADERS)
+
+    app.mount("/page", StaticFiles(directory=PAGE), name="page")
 
     @app.get("/healthz", summary="liveness: the worker runs; each source's state")
     def healthz() -> dict[str, Any]:

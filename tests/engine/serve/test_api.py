@@ -131,6 +131,13 @@ def test_a_token_guards_everything_but_health(modelset, frame_folder):
         client = TestClient(create_app(service))
         assert client.get("/healthz").status_code == 200
         assert client.get("/sources").status_code == 401
+        # the page carries no data (it asks for the token, then calls the API), and loads nothing from elsewhere
+        page = client.get("/")
+        assert page.status_code == 200 and "page/page.js" in page.text
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        for asset in ("page/page.js", "page/page.css"):
+            text = client.get(f"/{asset}").text
+            assert text and not re.findall(r"https?://(?!www\.w3\.org/2000/svg)", text + page.text)
         assert client.get("/sources", headers={"Authorization": "Bearer wrong-token-xxxxxxx"}).status_code == 401
         assert client.get("/sources", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         assert client.get("/metrics", params={"token": TOKEN}).status_code == 200

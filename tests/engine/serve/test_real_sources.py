@@ -17,6 +17,7 @@ import cv2
 import pytest
 
 from engine.bench.synthetic import SyntheticSource
+from tests.conftest import require_part
 from tests.engine.serve.conftest import make_service, wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -111,9 +112,9 @@ def rtsp_url():
                                capture_output=True, timeout=30)
     except (FileNotFoundError, subprocess.TimeoutExpired):
         probe = None
-    if probe is None or probe.returncode != 0:
-        pytest.skip("gst-rtsp-server is not installed (Debian: gir1.2-gst-rtsp-server-1.0 python3-gi "
-                    "gstreamer1.0-plugins-{base,good,ugly}); .ci/run installs it")
+    require_part(probe is not None and probe.returncode == 0,
+                 "gst-rtsp-server is not installed (Debian: gir1.2-gst-rtsp-server-1.0 python3-gi "
+                 "gstreamer1.0-plugins-{base,good,ugly}); .ci/run installs it")
     port = free_port()
     proc = subprocess.Popen([SYSTEM_PYTHON, str(HERE / "rtsp_server.py"), str(port)], stdout=subprocess.PIPE,
                             text=True)
@@ -142,8 +143,7 @@ def test_an_rtsp_camera_is_tracked_without_backlog(modelset, rtsp_url):
 
 def test_results_reach_a_real_mosquitto_broker(modelset, frame_folder):
     broker = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if broker is None:
-        pytest.skip("mosquitto is not installed (Debian: mosquitto); .ci/run installs it")
+    require_part(broker is not None, "mosquitto is not installed (Debian: mosquitto); .ci/run installs it")
     import paho.mqtt.client as mqtt
 
     port = free_port()
