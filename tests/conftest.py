@@ -51,6 +51,25 @@ def require_data() -> Path:
     return DATA
 
 
+@pytest.fixture
+def report(record_property):
+    """Lines a test reports (timings, tables, curves): printed together at the end of the run's log, after the
+    progress dots instead of among them (`pytest_terminal_summary`)."""
+    def write(text: str) -> None:
+        record_property("report", text.strip("\n"))
+    return write
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = [(rep.nodeid, value) for rep in terminalreporter.stats.get("passed", [])
+             for name, value in getattr(rep, "user_properties", ()) if name == "report"]
+    if lines:
+        terminalreporter.section("reports")
+        for nodeid, text in lines:
+            terminalreporter.write_line(f"{nodeid}:")
+            terminalreporter.write_line(text)
+
+
 def require_part(present: bool, missing: str) -> None:
     """A real part a test drives (a browser, a broker, an RTSP server): where it is missing, the test skips
     on a developer's machine and fails in CI (.ci/run installs every part and sets SAM2_EDGE_REQUIRE_PARTS)."""

@@ -30,7 +30,7 @@ def _size_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
 
 
-def test_openvino_only_wheel_tracks_a_clip(modelset_dir, tmp_path, capsys):
+def test_openvino_only_wheel_tracks_a_clip(modelset_dir, tmp_path, report):
     wheels, venv = tmp_path / "wheels", tmp_path / "venv"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)], cwd=tmp_path)
     (wheel,) = wheels.glob("sam2_edge-*.whl")
@@ -64,6 +64,4 @@ def test_openvino_only_wheel_tracks_a_clip(modelset_dir, tmp_path, capsys):
     proc = subprocess.run([str(py), "-m", "engine.serve", "--config", str(config)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "sam2-edge[serve]" in proc.stderr and "Traceback" not in proc.stderr
-    with capsys.disabled():
-        print(f"\nopenvino-only environment: {_size_mb(venv):.0f} MB installed "
-              f"(wheel {wheel.stat().st_size / 2**10:.0f} KB)")
+    report(f"openvino-only environment: {_size_mb(venv):.0f} MB installed (wheel {wheel.stat().st_size / 2**10:.0f} KB)")

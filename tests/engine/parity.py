@@ -40,6 +40,29 @@ class FrameRecord:
     scores: np.ndarray  # [n] object score logits (> 0: present)
 
 
+_RUNS: dict[tuple, list[FrameRecord]] = {}
+_TRACKERS: dict[tuple, Any] = {}
+
+
+def shared_engine_run(modelset, backend, settings, scenario: Scenario, frames_dir: Path, mask_of) -> list[FrameRecord]:
+    """`run_engine` on a plain tracker of (model set, backend config, tracker settings), once per test run.
+
+    The parity, static and memory-store suites compare against the same plain runs; an engine run is a
+    function of exactly these inputs, so the first suite to ask runs it and the others read its records
+    (which nobody may modify). A tracker with anything else in it (counted or wrapped stages, another
+    store) must call `run_engine` itself."""
+    key = (str(modelset.root), repr(backend), repr(settings), repr(scenario), str(frames_dir))
+    if key not in _RUNS:
+        from engine.stages import StageSet
+        from engine.tracker import Tracker
+
+        tkey = key[:3]
+        if tkey not in _TRACKERS:
+            _TRACKERS[tkey] = Tracker(modelset, StageSet.load(modelset, backend), settings)
+        _RUNS[key] = run_engine(_TRACKERS[tkey], scenario, frames_dir, mask_of)
+    return _RUNS[key]
+
+
 def run_engine(tracker, scenario: Scenario, frames_dir: Path, mask_of) -> list[FrameRecord]:
     if scenario.stream:
         return _run_stream(tracker, scenario, frames_dir)

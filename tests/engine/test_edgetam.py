@@ -28,7 +28,7 @@ from engine.stages import StageSet
 from engine.tracker import Tracker
 from tests.engine.edgetam_scenarios import SCENARIOS
 from tests.engine.parity import compare, run_engine
-from tests.engine.test_tracker_parity import BACKENDS, RESULTS, check, mask_of
+from tests.engine.test_tracker_parity import BACKENDS, RESULTS, check, mask_of, parity_table
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGE_PARITY = 1e-4
@@ -184,3 +184,8 @@ def test_track_cli_and_yaml_config(edgetam_runs, clips, tmp_path, capsys):
     written = np.array(Image.open(out / "masks" / "00003.png")) == 1
     assert last.frame_idx == 3 and 0.05 < last.masks[0].mean() < 0.6
     assert np.array_equal(written, last.masks[0])
+
+
+def test_print_edgetam_parity_table(report):
+    """Not a check: reports EdgeTAM's rows of the parity table (the end of the run's log shows it)."""
+    report(parity_table("edgetam:"))

@@ -1,4 +1,6 @@
-"""Days of streaming in miniature: 10,000 frames through the tracker's memory logic.
+"""A long video through the tracker's memory logic: propagation over 3,000 frames with windowed offline
+memory. (Streaming's 10,000 frames, an object joining half-way and a correction, run once through the live
+service: tests/engine/serve/test_service.py.)
 
 The four stage models are replaced by a stand-in with the real shapes (tests/engine/fakes.py) so that
 the run takes seconds; everything else (memory bank, eviction, decoding, hole filling, resizing,
@@ -24,33 +26,6 @@ TOTAL = 10_000
 def _rss_mb() -> float:
     gc.collect()
     return psutil.Process().memory_info().rss / 2**20
-
-
-def test_stream_10000_frames_stays_flat(modelset, capsys):
-    tracker = Tracker(modelset, FakeStages(modelset))
-    stream = tracker.stream()
-    source = SyntheticSource(num_frames=50, height=64, width=96)
-    frames = [source.get(i) for i in range(50)]
-    stream.track(frames[0])
-    stream.add_new_points_or_box(1, points=[[20, 20]], labels=[1])
-    curve = []
-    for i in range(1, TOTAL):
-        if i == 5000:
-            stream.add_new_points_or_box(2, box=[40, 10, 90, 60])  # an object joins half-way
-        if i == 5500:
-            stream.add_new_points_or_box(1, points=[[25, 25]], labels=[0])  # a correction
-        stream.track(frames[i % 50])
-        if i % 500 == 0:
-            curve.append((i, round(_rss_mb(), 1), stream.state.stored_frames(), stream.memory_bytes()))
-    with capsys.disabled():
-        print("\nstream RSS curve (frame, RSS MB, stored frames, bank bytes):")
-        for row in curve:
-            print("  ", row)
-    # flat within each phase: one object (after warm-up), then two objects (after the second's warm-up)
-    for phase in ([c for c in curve if WARM_UP <= c[0] < 5000], [c for c in curve if c[0] >= 6000]):
-        rss = [c[1] for c in phase]
-        assert max(rss) - min(rss) < 8, curve  # MB: no growth beyond allocator noise
-        assert len({c[2] for c in phase}) == 1 and len({c[3] for c in phase}) == 1, curve
 
 
 def test_propagation_over_a_long_video_stays_flat(modelset):

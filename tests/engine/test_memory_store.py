@@ -13,18 +13,18 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from backends.base import BackendConfig, DeviceTensor, StageOptions
+from backends.base import DeviceTensor, StageOptions
 from backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeStage
 from engine.config import TrackerSettings
 from engine.memory_store import HostMemoryStore
 from engine.modelset import ModelSet
 from engine.stages import StageSet
 from engine.tracker import Tracker
-from tests.engine.parity import run_engine
+from tests.engine.parity import run_engine, shared_engine_run
 from tests.engine.test_static import TWO_PROMPTS
-from tests.engine.test_tracker_parity import SCENARIOS, mask_of
+from tests.engine.test_tracker_parity import BACKENDS, SCENARIOS, mask_of
 
-HOST = BackendConfig(name="onnxruntime")
+HOST = BACKENDS["onnxruntime-cpu"]
 KEEP = replace(HOST, keep_on_device=True)
 # prompts, a correction on a tracked frame, reverse, both clips, two objects and absent objects (no_obj_embed)
 CHOSEN = ("negative+refine", "reverse", "bedroom, two objects, absent")
@@ -58,13 +58,14 @@ def test_tracking_with_memory_on_the_device_equals_numpy_memory(which, modelset,
         ms = ModelSet.load(static_modelset_dir)
         settings = TrackerSettings(memory_dtype="float32", max_cond_frames=ms.manifest.static.cond_frames)
         device = _graph_stage_set(ms)
-    host_tracker = Tracker(ms, StageSet.load(ms, HOST), settings)
     device_tracker = Tracker(ms, device, settings)
-    assert isinstance(host_tracker.store, HostMemoryStore) and not isinstance(device_tracker.store, HostMemoryStore)
+    assert not isinstance(device_tracker.store, HostMemoryStore)
+    assert isinstance(Tracker(ms, StageSet.load(ms, HOST), settings).store, HostMemoryStore)
     # the static set's device store fills the slots of whichever tier runs: two prompted frames reach the largest
     scenarios = [s for s in SCENARIOS if s.name in CHOSEN] + ([TWO_PROMPTS] if ms.manifest.static else [])
     for scenario in scenarios:
-        want = run_engine(host_tracker, scenario, clips[scenario.clip], mask_of)
+        # the host runs are the parity and static suites' own (shared_engine_run: computed once per test run)
+        want = shared_engine_run(ms, HOST, settings, scenario, clips[scenario.clip], mask_of)
         got = run_engine(device_tracker, scenario, clips[scenario.clip], mask_of)
         assert sum(r.masks.any() for r in want) > 0 or "absent" in scenario.name
         _assert_same(scenario.name, want, got)

@@ -20,7 +20,15 @@ from engine.modelset import ModelSet
 from engine.stages import HostValues, StageSet, random_inputs
 from engine.static import StaticShapes
 from engine.tracker import Tracker
-from tests.engine.parity import FrameRecord, Scenario, Step, compare, run_engine, run_reference
+from tests.engine.parity import (
+    FrameRecord,
+    Scenario,
+    Step,
+    compare,
+    run_engine,
+    run_reference,
+    shared_engine_run,
+)
 from tests.engine.test_tracker_parity import BACKENDS, SCENARIOS, check, mask_of
 
 CONFIGS = Path(__file__).parents[2] / "configs"
@@ -192,15 +200,17 @@ def test_each_frame_runs_the_smallest_tier_and_tracks_as_the_dynamic_set(static_
     counts: dict[str, int] = {}
     stages.stages = {k: _Counted(v, counts, k) for k, v in stages.stages.items()}
     static = Tracker(static_ms, stages, CAPPED)
-    dynamic = Tracker(modelset, StageSet.load(modelset, BACKENDS["onnxruntime-cpu"]), EXACT)
+    ort = BACKENDS["onnxruntime-cpu"]
     click = next(s for s in SCENARIOS if s.name == "click")
-    got = run_engine(static, click, clips["davis"], mask_of)
+    got = run_engine(static, click, clips["davis"], mask_of)  # its own run: the counts are the point
     assert counts.get("memory_attention_1cond", 0) == 6 and "memory_attention" not in counts, counts
-    _same_tracking(got, run_engine(dynamic, click, clips["davis"], mask_of), MAX_LOGIT_DIFF["onnxruntime-cpu"])
+    want = shared_engine_run(modelset, ort, EXACT, click, clips["davis"], mask_of)
+    _same_tracking(got, want, MAX_LOGIT_DIFF["onnxruntime-cpu"])
     counts.clear()
     got = run_engine(static, TWO_PROMPTS, clips["davis"], mask_of)
     assert counts.get("memory_attention", 0) == 4 and counts.get("memory_attention_1cond", 0) > 0, counts
-    _same_tracking(got, run_engine(dynamic, TWO_PROMPTS, clips["davis"], mask_of), MAX_LOGIT_DIFF["onnxruntime-cpu"])
+    want = shared_engine_run(modelset, ort, EXACT, TWO_PROMPTS, clips["davis"], mask_of)
+    _same_tracking(got, want, MAX_LOGIT_DIFF["onnxruntime-cpu"])
 
 
 def _same_tracking(a: list[FrameRecord], b: list[FrameRecord], bound: float) -> float:
@@ -218,11 +228,9 @@ def _same_tracking(a: list[FrameRecord], b: list[FrameRecord], bound: float) -> 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_tracking_equals_the_dynamic_set(backend, static_ms, modelset, clips):
-    static = Tracker(static_ms, StageSet.load(static_ms, BACKENDS[backend]), CAPPED)
-    dynamic = Tracker(modelset, StageSet.load(modelset, BACKENDS[backend]), EXACT)
     for scenario in (s for s in SCENARIOS if s.name in SAME_AS_DYNAMIC):
-        got = run_engine(static, scenario, clips[scenario.clip], mask_of)
-        want = run_engine(dynamic, scenario, clips[scenario.clip], mask_of)
+        got = shared_engine_run(static_ms, BACKENDS[backend], CAPPED, scenario, clips[scenario.clip], mask_of)
+        want = shared_engine_run(modelset, BACKENDS[backend], EXACT, scenario, clips[scenario.clip], mask_of)
         worst = _same_tracking(got, want, MAX_LOGIT_DIFF[backend])
         print(f"static vs dynamic, {scenario.name}, {backend}: max logit diff {worst:.1e}")
 

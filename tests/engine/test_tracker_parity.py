@@ -32,6 +32,7 @@ from tests.engine.parity import (
     run_engine,
     run_reference,
     run_reference_per_object,
+    shared_engine_run,
 )
 
 P = Step
@@ -131,11 +132,6 @@ def reference_runs(built_tiny, clips):
     return {s.name: run_reference(ref, s, clips[s.clip], mask_of) for s in SCENARIOS}
 
 
-@pytest.fixture(scope="module", params=list(BACKENDS))
-def engine_tracker(request, modelset):
-    return request.param, Tracker(modelset, StageSet.load(modelset, BACKENDS[request.param]), TrackerSettings())
-
-
 def check(cmp: Comparison, scenario: Scenario) -> None:
     assert cmp.presence_disagreements == 0, cmp
     assert cmp.min_iou >= MIN_IOU, cmp
@@ -148,10 +144,10 @@ def check(cmp: Comparison, scenario: Scenario) -> None:
         assert lo <= cmp.coverage[1] <= hi and cmp.coverage[0] > 0.01 and cmp.coverage[2] < 0.8, cmp
 
 
+@pytest.mark.parametrize("backend", list(BACKENDS))
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
-def test_parity(scenario, engine_tracker, reference_runs, clips):
-    backend, tracker = engine_tracker
-    got = run_engine(tracker, scenario, clips[scenario.clip], mask_of)
+def test_parity(scenario, backend, modelset, reference_runs, clips):
+    got = shared_engine_run(modelset, BACKENDS[backend], TrackerSettings(), scenario, clips[scenario.clip], mask_of)
     cmp = compare(got, reference_runs[scenario.name])
     RESULTS[f"{scenario.name} | {backend}"] = cmp
     check(cmp, scenario)
@@ -227,12 +223,18 @@ def test_full_memory_bank_at_1024(built_tiny_1024, modelset_1024, clips):
     assert stages.last_memory == (7, 16)  # frame 17: prompt + 6 recent memories, 1 + 15 pointers
 
 
-def test_print_parity_table(capsys):
-    """Not a check: prints the table the issue asks for (pytest -s shows it; CI logs keep it)."""
-    with capsys.disabled():
-        print("\nparity: scenario | backend -> records, IoU object-frames, min IoU, max / p99.9 low-res logit "
-              "diff, coverage min/median/max, present/absent, presence disagreements")
-        for key, r in RESULTS.items():
+def parity_table(prefix: str = "") -> str:
+    """This process's parity comparisons whose key starts with `prefix`, one line each."""
+    lines = ["parity: scenario | backend -> records, IoU object-frames, min IoU, max / p99.9 low-res logit diff, "
+             "coverage min/median/max, present/absent, presence disagreements"]
+    for key, r in RESULTS.items():
+        if key.startswith(prefix) and (prefix or not key.startswith("edgetam:")):
             cov = "/".join(f"{c:.2f}" for c in r.coverage)
-            print(f"  {key:<52} {r.frames:>3} {r.object_frames:>3}  {r.min_iou:.4f}  {r.max_logit_diff:.1e} / "
-                  f"{r.p999_logit_diff:.1e}  {cov}  {r.present}/{r.absent}  {r.presence_disagreements}")
+            lines.append(f"  {key:<52} {r.frames:>3} {r.object_frames:>3}  {r.min_iou:.4f}  {r.max_logit_diff:.1e} / "
+                         f"{r.p999_logit_diff:.1e}  {cov}  {r.present}/{r.absent}  {r.presence_disagreements}")
+    return "\n".join(lines)
+
+
+def test_print_parity_table(report):
+    """Not a check: reports the parity table (the end of the run's log shows it)."""
+    report(parity_table())

@@ -83,7 +83,7 @@ def test_the_publishers_urls(monkeypatch):
     assert official_url("edgetam") == "http://mirror.local/ckpt/edgetam.pt"
 
 
-def test_a_full_download_then_the_cache(publisher, tmp_path, capsys):
+def test_a_full_download_then_the_cache(publisher, tmp_path, report):
     payload = os.urandom(6 << 20)
     (publisher.folder / "sam2.1_hiera_tiny.pt").write_bytes(payload)
     t0 = time.perf_counter()
@@ -94,8 +94,7 @@ def test_a_full_download_then_the_cache(publisher, tmp_path, capsys):
     assert got.url == f"{publisher.base}/sam2.1_hiera_tiny.pt"
     again = fetch_official("sam2.1_hiera_tiny", progress=False)
     assert again.cached and again.sha256 == got.sha256 and publisher.ranges == [None]  # no second request
-    with capsys.disabled():
-        print(f"\ncheckpoint download from the local server: {len(payload) / 2**20:.0f} MB in {took:.2f} s")
+    report(f"checkpoint download from the local server: {len(payload) / 2**20:.0f} MB in {took:.2f} s")
 
 
 def test_an_interrupted_download_resumes(publisher, tmp_path):

@@ -155,7 +155,7 @@ def frame_on_screen(page) -> int:
     return int(page.get_attribute("#view", "data-frame-id"))
 
 
-def test_the_page_prompts_a_live_source_in_a_real_browser(browser, server, tmp_path, capsys):
+def test_the_page_prompts_a_live_source_in_a_real_browser(browser, server, tmp_path, report):
     base, proc = server
     results = Results(base)
     steps: list[tuple[str, float]] = []
@@ -278,12 +278,10 @@ def test_the_page_prompts_a_live_source_in_a_real_browser(browser, server, tmp_p
     results.close()
     assert not errors, errors
 
-    with capsys.disabled():
-        print(f"\nlive page in Chromium ({shutil.which('chromium') or CHROMIUM}):")
-        for name, s in steps:
-            print(f"  {s:6.2f} s  {name}")
-        print(f"  latency shown: page {shown_latency} (p50 of the last minute's results), API p50/p95 {api_latency}; "
-              f"API status {status['latency_ms']}, fps tracked {status['fps_tracked']}")
+    report("\n".join([f"live page in Chromium ({shutil.which('chromium') or CHROMIUM}):",
+                       *(f"  {s:6.2f} s  {name}" for name, s in steps),
+                       f"  latency shown: page {shown_latency} (p50 of the last minute's results), API p50/p95 "
+                       f"{api_latency}; API status {status['latency_ms']}, fps tracked {status['fps_tracked']}"]))
 
 
 def page_matches_a_tracked_result_for(obj_ids: list[int], page, results: Results):
