@@ -26,7 +26,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from tests.conftest import require_data, require_part
-from tests.engine.serve.conftest import wait_for
+from tests.engine.serve.conftest import free_port, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 # as root, without a sandbox; no calls home (the machine's network is closed, and so may an edge box's be)
@@ -36,14 +36,6 @@ TOKEN = "a-page-test-token-0123"
 CAR = (420, 250)  # the car in the DAVIS clip's first frames, in frame pixels
 FRAME_W, FRAME_H = 854, 480
 OBJ1_RGB = (128, 0, 0)  # the DAVIS palette's colour 1
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -199,13 +191,7 @@ def test_the_page_prompts_a_live_source_in_a_real_browser(browser, server, tmp_p
     page.click("#pause")
     wait_for(lambda: any(f > shown and m["objects"] for f, m in results.track.items()), 20, "tracked results")
 
-    def page_matches_a_tracked_result():
-        d = painted(page)
-        msg = results.track.get(d["frame_id"])
-        return d["frame_id"] > shown and msg is not None and [o["obj_id"] for o in msg["objects"]] == [1] \
-            and d["n"] == union_area(msg)
-
-    wait_for(page_matches_a_tracked_result, 20, "the page to draw a tracked frame's mask")
+    wait_for(draws_a_tracked_result([1], page, results, after=shown), 20, "the page to draw a tracked frame's mask")
     step("results over the WebSocket; the page draws a tracked frame's mask")
 
     # a negative point on object 1 (selected since its click), on the frame on screen
@@ -228,7 +214,7 @@ def test_the_page_prompts_a_live_source_in_a_real_browser(browser, server, tmp_p
     page.mouse.up()
     page.wait_for_selector("#objects li[data-obj-id='2']", timeout=10_000)
     assert [o["obj_id"] for o in api(base, "/sources/davis/objects")] == [1, 2]
-    wait_for(page_matches_a_tracked_result_for([1, 2], page, results), 20, "both objects' masks on a tracked frame")
+    wait_for(draws_a_tracked_result([1, 2], page, results), 20, "both objects' masks on a tracked frame")
     shot = os.environ.get("SAM2_EDGE_PAGE_SCREENSHOT")  # the README's picture
     if shot:
         page.screenshot(path=shot)
@@ -260,7 +246,7 @@ def test_the_page_prompts_a_live_source_in_a_real_browser(browser, server, tmp_p
     page.wait_for_selector("#objects li[data-obj-id='2']", timeout=20_000)
     page.wait_for_selector("#view[data-frame-id]", timeout=20_000)
     assert page.is_hidden("#token-form") and page.input_value("#source") == "davis"
-    wait_for(page_matches_a_tracked_result_for([2], page, results), 20, "object 2's mask after the reload")
+    wait_for(draws_a_tracked_result([2], page, results), 20, "object 2's mask after the reload")
     step("reload: the state comes back, no second token")
 
     # the latency the page shows, beside the API's
@@ -284,10 +270,13 @@ def test_the_page_prompts_a_live_source_in_a_real_browser(browser, server, tmp_p
                        f"{api_latency}; API status {status['latency_ms']}, fps tracked {status['fps_tracked']}"]))
 
 
-def page_matches_a_tracked_result_for(obj_ids: list[int], page, results: Results):
+def draws_a_tracked_result(obj_ids: list[int], page, results: Results, after: int = -1):
+    """A check: the page shows a tracked frame after `after` whose result holds `obj_ids`, and it painted
+    exactly that result's masks."""
     def check():
         d = painted(page)
         msg = results.track.get(d["frame_id"])
-        return msg is not None and [o["obj_id"] for o in msg["objects"]] == obj_ids and d["n"] == union_area(msg) > 0
+        return d["frame_id"] > after and msg is not None and [o["obj_id"] for o in msg["objects"]] == obj_ids \
+            and d["n"] == union_area(msg) > 0
     return check
 

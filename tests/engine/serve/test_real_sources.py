@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.server
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -18,16 +17,10 @@ import pytest
 
 from engine.bench.synthetic import SyntheticSource
 from tests.conftest import require_part
-from tests.engine.serve.conftest import make_service, wait_for
+from tests.engine.serve.conftest import free_port, make_service, wait_for
 
 HERE = Path(__file__).resolve().parent
 SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MjpegCamera:

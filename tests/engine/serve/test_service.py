@@ -7,7 +7,6 @@ import gc
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 
 from engine.live.readers import IterReader
 from tests.engine.fakes import FakeStages
-from tests.engine.serve.conftest import make_service, wait_for
+from tests.engine.serve.conftest import free_port, make_service, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -152,15 +151,9 @@ def test_10000_frames_of_a_synthetic_source_keep_memory_flat(modelset, tmp_path,
     assert two[0][3] > one[0][3], curve  # the second object's memories are in the bank
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_ctrl_c_stop_cleanly_with_whole_lines(modelset_dir, frame_folder, tmp_path, sig):
-    port = _free_port()
+    port = free_port()
     deploy = tmp_path / "deploy.yaml"
     deploy.write_text(f"engine: {{model: {modelset_dir}, backend: {{name: onnxruntime, device: cpu}}}}\n"
                       f"sources: [{{id: cam, url: {frame_folder}, fps: 25}}]\n"
