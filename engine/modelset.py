@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -192,7 +193,7 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
 
 def build_hint(root: Path) -> str:
     """How to build a missing model set, read off its folder name as the shipped configs name them
-    (<variant>[_static][_512]): the export command, seeded or from the official checkpoint."""
+    (<variant>[_512][_static], as `engine.export` names them): the export command, seeded or from the official checkpoint."""
     from engine.variants import VARIANTS
 
     root = Path(os.path.normpath(root))
@@ -201,7 +202,8 @@ def build_hint(root: Path) -> str:
     if variant is None:
         return (f"Build one with `python -m engine.export --variant VARIANT --out {root}` (variants: "
                 f"{', '.join(VARIANTS)})")
-    flags = (" --static" if "_static" in name else "") + (" --image-size 512" if name.endswith("512") else "")
+    size = re.search(r"_(256|512)(?:_|$)", name[len(variant):])
+    flags = (" --static" if "_static" in name else "") + (f" --image-size {size[1]}" if size else "")
     cmd = f"python -m engine.export --variant {variant}{flags} --out {root}"
     return (f"Build it with `{cmd} --checkpoint official` (the publisher's weights, downloaded), or `{cmd}` "
             f"(seeded random weights, for latency)")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from engine.cli import peak_rss_mb, run_cli
 from engine.errors import ExportError
+from engine.export.build import SUPPORTED_IMAGE_SIZES
 from engine.static import DEFAULT_COND_FRAMES, DEFAULT_POINTS
 from engine.variants import DEFAULT_VARIANT, VARIANTS, get_variant
 
@@ -38,8 +39,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--variant", default=DEFAULT_VARIANT, help=f"one of: {', '.join(VARIANTS)}")
     p.add_argument("--out", type=Path, help="output directory (default: models/<variant>[_<size>])")
-    p.add_argument("--image-size", type=int, default=1024, choices=(512, 1024),
-                   help="model input size; 1024 is Meta's, 512 a lighter deployment size")
+    p.add_argument("--image-size", type=int, default=1024, choices=SUPPORTED_IMAGE_SIZES,
+                   help="model input size; 1024 is Meta's, 512 a lighter deployment size, 256 the test "
+                        "suite's size (fast pipeline checks, not for deployment)")
     p.add_argument("--checkpoint", help="official checkpoint file (.pt, weights under 'model'), or `official`: "
                                         "download the publisher's checkpoint of --variant into the cache "
                                         "($SAM2_EDGE_CACHE; a mirror: $SAM2_EDGE_CHECKPOINT_URL)")
@@ -49,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
                         "sam_mask_decoder.pred_obj_score_head.layers.2.bias=5")
     p.add_argument("--mask-logit-offset", type=float, default=0.0, metavar="LOGIT",
                    help="random weights only: add this to every mask logit, so masks cover a moderate share "
-                        "of the frame (the tests use -0.05 at 512); for fidelity and parity measurements")
+                        "of the frame (the tests use -0.05); for fidelity and parity measurements")
     p.add_argument("--object-score-shift", type=float, default=0.0, metavar="LOGIT",
                    help="random weights only: shift the object-score head, so objects are found absent too")
     p.add_argument("--static", action="store_true",

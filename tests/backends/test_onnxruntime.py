@@ -4,6 +4,9 @@ import pytest
 from backends.base import BackendConfig, StageOptions
 from backends.onnxruntime import OnnxRuntimeBackend
 from engine.errors import BackendUnavailableError, InputError, ModelSetError
+from tests.conftest import TEST_SIZE
+
+FEAT = TEST_SIZE // 16  # the test model set's feature grid
 
 
 def test_describe():
@@ -27,8 +30,8 @@ def test_threads_reach_the_session(modelset):
 def test_io_binding_gives_same_outputs(modelset):
     path = modelset.stage_path("memory_encoder")
     rng = np.random.default_rng(0)
-    inputs = {"pix_feat": rng.standard_normal((1, 256, 32, 32), dtype=np.float32),
-              "mask_for_mem": rng.standard_normal((1, 1, 512, 512), dtype=np.float32)}
+    inputs = {"pix_feat": rng.standard_normal((1, 256, FEAT, FEAT), dtype=np.float32),
+              "mask_for_mem": rng.standard_normal((1, 1, TEST_SIZE, TEST_SIZE), dtype=np.float32)}
     plain = OnnxRuntimeBackend(BackendConfig(name="onnxruntime")).load(path).run(inputs)
     bound = OnnxRuntimeBackend(BackendConfig(name="onnxruntime", io_binding=True)).load(path).run(inputs)
     np.testing.assert_array_equal(plain["maskmem_features"], bound["maskmem_features"])
@@ -57,7 +60,7 @@ def test_wrong_input_names(modelset):
     stage = OnnxRuntimeBackend(BackendConfig(name="onnxruntime")).load(
         modelset.stage_path("memory_encoder"), StageOptions("memory_encoder"))
     with pytest.raises(InputError, match="missing: \\['mask_for_mem'\\]"):
-        stage.run({"pix_feat": np.zeros((1, 256, 32, 32), np.float32)})
+        stage.run({"pix_feat": np.zeros((1, 256, FEAT, FEAT), np.float32)})
 
 
 def _fixed_stage(ms, stage: str):

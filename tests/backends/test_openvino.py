@@ -4,12 +4,15 @@ import pytest
 from backends.base import BackendConfig, StageOptions
 from backends.openvino import OpenVinoBackend
 from engine.errors import BackendUnavailableError, ConfigError, ModelSetError
+from tests.conftest import TEST_SIZE
+
+FEAT = TEST_SIZE // 16  # the test model set's feature grid
 
 
 def _inputs():
     rng = np.random.default_rng(0)
-    return {"pix_feat": rng.standard_normal((1, 256, 32, 32), dtype=np.float32),
-            "mask_for_mem": rng.standard_normal((1, 1, 512, 512), dtype=np.float32)}
+    return {"pix_feat": rng.standard_normal((1, 256, FEAT, FEAT), dtype=np.float32),
+            "mask_for_mem": rng.standard_normal((1, 1, TEST_SIZE, TEST_SIZE), dtype=np.float32)}
 
 
 def test_f32_is_explicit_and_reported(modelset):

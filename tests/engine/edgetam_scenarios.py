@@ -15,7 +15,7 @@ from tests.engine.parity import Scenario, Step
 from tests.engine.test_tracker_parity import SCENARIOS as SAM2_SCENARIOS
 from tests.engine.test_tracker_parity import mask_of  # noqa: F401 -- used by the child process
 
-IMAGE_SIZE = 512
+IMAGE_SIZE = 256  # the exporter's smallest size, as the SAM 2 suite (tests/conftest.py: TEST_SIZE)
 SEED = 0
 # (mask-logit offset, object-score shift): EdgeTAM's random heads give object scores near -0.2 whatever the
 # frame, so one set is shifted to find objects present (masks then cover ~15-25% of the frame) and one is

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from tests.conftest import TEST_SIZE
+
 
 @dataclass(frozen=True)
 class Step:
@@ -26,7 +28,7 @@ class Scenario:
     name: str
     clip: str  # a key of the session's `clips` fixture
     steps: tuple[Step, ...]
-    image_size: int = 512
+    image_size: int = TEST_SIZE
     stream: bool = False  # engine: tracker.stream(); reference: add_all_frames_to_correct_as_cond=True
 
 

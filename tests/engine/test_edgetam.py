@@ -26,7 +26,7 @@ from engine.export.reference_env import ENV_VAR, edgetam_dir
 from engine.modelset import ModelSet
 from engine.stages import StageSet
 from engine.tracker import Tracker
-from tests.engine.edgetam_scenarios import SCENARIOS
+from tests.engine.edgetam_scenarios import IMAGE_SIZE, SCENARIOS
 from tests.engine.parity import compare, run_engine
 from tests.engine.test_tracker_parity import BACKENDS, RESULTS, check, mask_of, parity_table
 
@@ -124,7 +124,7 @@ def test_latent_memories_through_the_numpy_core(edgetam_runs):
     """The tracker stores what the memory encoder returns: [64, 1, 512] latents per frame."""
     ms = edgetam_runs["sets"]["present"]
     tracker = Tracker(ms, StageSet.load(ms, BackendConfig(name="onnxruntime", device="cpu")), TrackerSettings())
-    assert tracker.bytes_per_stored_frame() == (512 // 4) ** 2 * 4 + 256 * 4 + 64 * 512 * 2
+    assert tracker.bytes_per_stored_frame() == (IMAGE_SIZE // 4) ** 2 * 4 + 256 * 4 + 64 * 512 * 2
     frame = np.full((240, 320, 3), 128, np.uint8)
     stream = tracker.stream()
     stream.track(frame)

@@ -3,8 +3,9 @@ import torch
 
 from engine.memory import FrameOutput, MemoryPlanner, ObjectMemory, sine_pe_1d
 from engine.memory_store import HostMemoryStore, MemorySpec, from_bf16, to_bf16
+from tests.conftest import TEST_SIZE
 
-FEAT = 32  # the test model set's feature size (512 / 16)
+FEAT = TEST_SIZE // 16  # the test model set's feature grid
 
 
 def _out(frame: int) -> FrameOutput:

@@ -25,6 +25,17 @@ def test_missing_directory(tmp_path):
         ModelSet.load(tmp_path / "none")
 
 
+@pytest.mark.parametrize("name,flags", [("sam2.1_hiera_tiny", "--variant sam2.1_hiera_tiny --out"),
+                                        ("edgetam_512", "--variant edgetam --image-size 512 --out"),
+                                        ("sam2_hiera_small_256_static", "--variant sam2_hiera_small --static "
+                                                                        "--image-size 256 --out")])
+def test_a_missing_set_names_the_export_that_builds_it(name, flags, tmp_path):
+    """Folders named as `engine.export` names its output (<variant>[_<size>][_static]) give its command back."""
+    with pytest.raises(ModelSetError) as exc:
+        ModelSet.load(tmp_path / name)
+    assert f"python -m engine.export {flags} {tmp_path / name} --checkpoint official" in str(exc.value)
+
+
 def test_missing_manifest_suggests_export(tmp_path):
     with pytest.raises(ModelSetError, match="python -m engine.export"):
         ModelSet.load(tmp_path)

@@ -9,6 +9,7 @@ import yaml
 from engine.errors import ModelSetError
 from engine.modelset import MANIFEST, Manifest, ModelSet
 from engine.rules import ModelRules
+from tests.conftest import TEST_SIZE
 
 
 def _raw(modelset_dir) -> dict:
@@ -18,7 +19,7 @@ def _raw(modelset_dir) -> dict:
 def test_rules_are_typed_and_frozen(modelset):
     rules = modelset.manifest.rules
     assert isinstance(rules, ModelRules)
-    assert rules.num_maskmem == 7 and rules.feat_size == 32 and rules.sigmoid_scale_for_mem_enc == 20.0
+    assert rules.num_maskmem == 7 and rules.feat_size == TEST_SIZE // 16 and rules.sigmoid_scale_for_mem_enc == 20.0
     assert isinstance(rules.directly_add_no_mem_embed, bool) and isinstance(rules.fill_hole_area, int)
     with pytest.raises(dataclasses.FrozenInstanceError):
         rules.num_maskmem = 3

@@ -13,6 +13,7 @@ from engine.errors import InputError
 from engine.modelset import ModelSet
 from engine.stages import StageSet
 from engine.tracker import FrameResult, Tracker
+from tests.conftest import TEST_SIZE
 from tests.engine.fakes import FakeStages
 
 
@@ -37,7 +38,7 @@ def test_result_unpacks_like_the_reference(fake_tracker):
     assert isinstance(r, FrameResult)
     frame_idx, obj_ids, masks = r
     assert frame_idx == 0 and obj_ids == [5] and masks.shape == (1, 48, 64) and masks.dtype == bool
-    assert r.low_res_logits.shape == (1, 128, 128)
+    assert r.low_res_logits.shape == (1, TEST_SIZE // 4, TEST_SIZE // 4)
 
 
 def test_image_encoder_runs_once_per_frame_whatever_the_object_count(modelset):

@@ -90,7 +90,7 @@ SCENARIOS = [
     )),
     Scenario("stream with corrections", "davis", _stream_steps(), stream=True),
     Scenario("below model size, reverse", "davis-small", (
-        P("points", 20, 1, {"points": [[160.0, 120.0]], "labels": [1]}),
+        P("points", 20, 1, {"points": [[120.0, 90.0]], "labels": [1]}),
         P("propagate", args={"start_frame_idx": 20, "reverse": True, "max_frame_num_to_track": 8}))),
     Scenario("above model size", "davis-large", (
         P("points", 0, 1, {"points": [[630.0, 375.0]], "labels": [1]}),
@@ -103,9 +103,15 @@ SCENARIOS = [
         P("propagate", args={"max_frame_num_to_track": 12}))),
 ]
 ABSENT_SCENARIOS = {"bedroom, two objects, absent"}
-FULL_MEMORY = Scenario("1024 full memory bank", "davis", (
+# frame 17 of a click on frame 0 holds the whole bank: 7 memories (the prompt, 6 recent) and 16 pointers
+FULL_MEMORY = Scenario("full memory bank", "davis", (
     P("points", 0, 1, {"points": DAVIS_CLICK, "labels": [1]}),
-    P("propagate", args={"max_frame_num_to_track": 17})), image_size=1024)
+    P("propagate", args={"max_frame_num_to_track": 17})))
+# Meta's size: frame 7 fills all 7 memory slots, each a 64 x 64 grid at 1024. The pointer bank fills at frame
+# 16 whatever the size (4 tokens a pointer); FULL_MEMORY checks that at the test size, at a quarter of the cost
+FULL_MEMORY_1024 = Scenario("1024, every memory slot filled", "davis", (
+    P("points", 0, 1, {"points": DAVIS_CLICK, "labels": [1]}),
+    P("propagate", args={"max_frame_num_to_track": 7})), image_size=1024)
 
 BACKENDS = {
     "onnxruntime-cpu": BackendConfig(name="onnxruntime", device="cpu"),
@@ -208,19 +214,29 @@ def test_one_session_per_object_needs_start_frames():
         run_reference_per_object(None, sc, None, mask_of)
 
 
-def test_full_memory_bank_at_1024(built_tiny_1024, modelset_1024, clips):
+def _profiled_parity(ms, reference, scenario: Scenario, clips) -> ProfiledStages:
+    stages = ProfiledStages(StageSet.load(ms, BACKENDS["openvino-cpu-f32"]))
+    got = run_engine(Tracker(ms, stages), scenario, clips[scenario.clip], mask_of)
+    cmp = compare(got, run_reference(reference, scenario, clips[scenario.clip], mask_of))
+    RESULTS[f"{scenario.name} | openvino-cpu-f32"] = cmp
+    frames = scenario.steps[1].args["max_frame_num_to_track"] + 1
+    assert cmp.frames == 1 + frames
+    check(cmp, scenario)
+    return stages
+
+
+def test_full_memory_bank(built_tiny, modelset, clips):
     from engine.export.reference import ReferenceTracker
 
-    ref = run_reference(ReferenceTracker(built_tiny_1024), FULL_MEMORY, clips["davis"], mask_of)
-    stages = ProfiledStages(StageSet.load(modelset_1024, BACKENDS["openvino-cpu-f32"]))
-    tracker = Tracker(modelset_1024, stages)
-
-    got = run_engine(tracker, FULL_MEMORY, clips["davis"], mask_of)
-    cmp = compare(got, ref)
-    RESULTS[f"{FULL_MEMORY.name} | openvino-cpu-f32"] = cmp
-    assert cmp.frames == 1 + 18
-    check(cmp, FULL_MEMORY)
+    stages = _profiled_parity(modelset, ReferenceTracker(built_tiny), FULL_MEMORY, clips)
     assert stages.last_memory == (7, 16)  # frame 17: prompt + 6 recent memories, 1 + 15 pointers
+
+
+def test_every_memory_slot_at_1024(built_tiny_1024, modelset_1024, clips):
+    from engine.export.reference import ReferenceTracker
+
+    stages = _profiled_parity(modelset_1024, ReferenceTracker(built_tiny_1024), FULL_MEMORY_1024, clips)
+    assert stages.last_memory == (7, 7)  # frame 7: prompt + 6 recent memories, 1 + 6 pointers
 
 
 def parity_table(prefix: str = "") -> str:

@@ -3,6 +3,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from engine.bench.flops import count_flops
+from tests.conftest import TEST_SIZE
+
+FEAT = TEST_SIZE // 16  # the test model set's feature grid
 
 
 def test_flops_match_a_hand_count(tmp_path):
@@ -34,12 +37,13 @@ def test_memory_attention_flops_grow_with_memory(modelset):
     path = modelset.stage_path("memory_attention")
 
     def shapes(frames, ptrs):
-        return {"curr": (1, 256, 32, 32), "memory": (frames, 64, 32, 32), "memory_pos": (frames, 64, 32, 32),
+        return {"curr": (1, 256, FEAT, FEAT), "memory": (frames, 64, FEAT, FEAT), "memory_pos": (frames, 64, FEAT, FEAT),
                 "obj_ptrs": (ptrs, 256), "obj_ptr_pos": (ptrs, 64)}
 
     one, seven = count_flops(path, shapes(1, 1)), count_flops(path, shapes(7, 16))
-    # per layer, cross-attention scores and weighted sum: 2 * 1024 queries * keys * (256 + 64)
-    keys_delta = 6 * 1024 + 15 * 4
-    extra_attn = 4 * 2 * 1024 * keys_delta * (256 + 64)
+    # per layer, cross-attention scores and weighted sum: 2 * FEAT² queries * keys * (256 + 64)
+    tokens = FEAT * FEAT
+    keys_delta = 6 * tokens + 15 * 4
+    extra_attn = 4 * 2 * tokens * keys_delta * (256 + 64)
     extra_kproj = 4 * 2 * keys_delta * 64 * 256
     assert seven - one == extra_attn + extra_kproj

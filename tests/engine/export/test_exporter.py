@@ -8,6 +8,9 @@ from engine.errors import ExportError
 from engine.export import exporter
 from engine.export.__main__ import main as export_main
 from engine.modelset import CONSTANTS_2_1, MANIFEST, REQUIRED_CONSTANTS, STAGES, Manifest, ModelSet
+from tests.conftest import TEST_SIZE
+
+FEAT, LOW_RES = TEST_SIZE // 16, TEST_SIZE // 4  # the test set's feature grid and low-res mask side
 
 EXPECTED_FILES = {"image_encoder.onnx", "mask_decoder.onnx", "memory_attention.onnx", "memory_encoder.onnx",
                   "constants.npz", "modelset.yaml"}
@@ -20,7 +23,7 @@ def test_model_set_files(modelset_dir):
 def test_manifest_records_provenance_and_model(modelset):
     m = modelset.manifest
     assert m.variant == "sam2.1_hiera_tiny" and m.family == "sam2.1"
-    assert m.image_size == 512 and m.feat_size == 32
+    assert m.image_size == TEST_SIZE and m.feat_size == FEAT
     assert m.provenance["weights"]["source"] == "random" and m.provenance["weights"]["seed"] == 0
     versions = m.provenance["versions"]
     assert versions["torch"].startswith("2.13") and versions["opset"] == "18"
@@ -35,10 +38,10 @@ def test_manifest_signatures(modelset):
     assert dec_in["point_coords"].shape == (1, "num_points", 2)
     assert dec_in["point_labels"].dtype == "int32"
     ma_in = {t.name: t for t in st["memory_attention"].inputs}
-    assert ma_in["memory"].shape == ("num_memory_frames", 64, 32, 32)
+    assert ma_in["memory"].shape == ("num_memory_frames", 64, FEAT, FEAT)
     assert ma_in["obj_ptrs"].shape == ("num_obj_ptrs", 256)
     assert [t.name for t in st["mask_decoder"].outputs] == ["masks", "iou", "obj_ptr", "object_score"]
-    assert [t.shape for t in st["mask_decoder"].outputs][0] == (1, 4, 128, 128)
+    assert [t.shape for t in st["mask_decoder"].outputs][0] == (1, 4, LOW_RES, LOW_RES)
     assert [t.name for t in st["image_encoder"].outputs] == ["high_res_feat0", "high_res_feat1", "vision_feat"]
 
 
@@ -55,8 +58,8 @@ def test_constants(modelset, built_tiny):
     for key in REQUIRED_CONSTANTS + CONSTANTS_2_1:
         assert key in c
     assert c["maskmem_tpos_enc"].shape == (7, 64)
-    assert c["vision_pos_enc"].shape == (1, 256, 32, 32)
-    assert c["maskmem_pos_enc"].shape == (1, 64, 32, 32)
+    assert c["vision_pos_enc"].shape == (1, 256, FEAT, FEAT)
+    assert c["maskmem_pos_enc"].shape == (1, 64, FEAT, FEAT)
     np.testing.assert_array_equal(c["no_obj_ptr"], built_tiny.model.no_obj_ptr.detach().numpy().reshape(-1))
     assert c["obj_ptr_tpos_proj_weight"].shape == (64, 256)
 

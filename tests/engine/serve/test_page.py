@@ -1,5 +1,5 @@
 """The live page in a real browser: Debian's Chromium driven by Playwright, against `python -m engine.serve`
-on the calibrated 512 model set and a looping clip, with a token.
+on the calibrated test model set (256²) and a looping clip, with a token.
 
 One test walks the page as a person does (each step timed, printed at the end): the token asked once; a
 click on the car adds an object on the frame on screen; its results arrive over the WebSocket and the page
