@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.modelset import ModelSet
+from tests.prebuild import BACKGROUND, plan
 
 TEST_VARIANT = "sam2.1_hiera_tiny"
 TEST_SIZE = 256  # the exporter's smallest size: a frame costs a quarter of 512's; one parity scenario runs at 1024
@@ -45,8 +46,12 @@ def pytest_collection_modifyitems(config, items):
 DATA = Path(os.environ.get("SAM2_EDGE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+def has_data() -> bool:
+    return (DATA / "davis-car-shadow" / "frames").is_dir() and (DATA / "videos" / "bedroom.mp4").is_file()
+
+
 def require_data() -> Path:
-    if not (DATA / "davis-car-shadow" / "frames").is_dir() or not (DATA / "videos" / "bedroom.mp4").is_file():
+    if not has_data():
         pytest.skip(f"test footage not found under {DATA} (set SAM2_EDGE_DATA); .ci/run treats this as a failure")
     return DATA
 
@@ -63,6 +68,10 @@ def report(record_property):
 def pytest_terminal_summary(terminalreporter):
     lines = [(rep.nodeid, value) for rep in terminalreporter.stats.get("passed", [])
              for name, value in getattr(rep, "user_properties", ()) if name == "report"]
+    jobs = [j for j in BACKGROUND.jobs.values() if j.done.is_set()]
+    if jobs:  # what the background made, and how long each took beside the tests (tests/prebuild.py)
+        lines.append(("background jobs", ", ".join(f"{j.name} {j.seconds:.1f} s" + (" (failed)" if j.error else "")
+                                                   for j in jobs)))
     if lines:
         terminalreporter.section("reports")
         for nodeid, text in lines:
@@ -88,12 +97,29 @@ def build_test_model(image_size: int):
                        calibration=Calibration(MASK_LOGIT_OFFSET, OBJECT_SCORE_SHIFT))
 
 
-def export_once(built, tmp_path_factory, name: str, static=None) -> Path:
-    from engine.export.exporter import export_model_set
+# The exported test sets: (image size, static shapes?). Each is exported once per run: in the background from
+# the start of the run (tests/prebuild.py), or by its fixture where no background job made it.
+TEST_SETS = {"dynamic": (TEST_SIZE, False), "static": (TEST_SIZE, True), "1024": (1024, False)}
 
-    out = tmp_path_factory.mktemp("modelsets") / name
-    export_model_set(built, out, log=lambda _msg: None, static=static)
+
+def export_test_set(name: str, out: Path, built=None) -> Path:
+    """Export test set `name` of the seeded model (built here unless given) to `out`. The static set has 2
+    prompted-frame slots and 8 point slots, with memory attention for 1 and for 2 prompted frames."""
+    from engine.export.exporter import export_model_set
+    from engine.static import StaticShapes
+
+    size, static = TEST_SETS[name]
+    built = built if built is not None else build_test_model(size)
+    m = built.model
+    shapes = StaticShapes.for_model(m.num_maskmem, m.max_obj_ptrs_in_encoder, cond_frames=2, points=8) if static else None
+    export_model_set(built, out, log=lambda _msg: None, static=shapes)
     return out
+
+
+def _test_set(name: str, built, tmp_path_factory) -> Path:
+    size, static = TEST_SETS[name]
+    folder = f"{TEST_VARIANT}_{size}" + ("_static" if static else "")
+    return BACKGROUND.wait(name) or export_test_set(name, tmp_path_factory.mktemp("modelsets") / folder, built)
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +129,7 @@ def built_tiny():
 
 @pytest.fixture(scope="session")
 def modelset_dir(built_tiny, tmp_path_factory) -> Path:
-    return export_once(built_tiny, tmp_path_factory, f"{TEST_VARIANT}_{TEST_SIZE}")
+    return _test_set("dynamic", built_tiny, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -113,13 +139,8 @@ def modelset(modelset_dir) -> ModelSet:
 
 @pytest.fixture(scope="session")
 def static_modelset_dir(built_tiny, tmp_path_factory) -> Path:
-    """The same weights as `modelset_dir`, exported with fixed shapes (2 prompted-frame slots, 8 point slots;
-    memory attention for 1 and for 2 prompted frames)."""
-    from engine.static import StaticShapes
-
-    m = built_tiny.model
-    shapes = StaticShapes.for_model(m.num_maskmem, m.max_obj_ptrs_in_encoder, cond_frames=2, points=8)
-    return export_once(built_tiny, tmp_path_factory, f"{TEST_VARIANT}_{TEST_SIZE}_static", static=shapes)
+    """The same weights as `modelset_dir`, exported with fixed shapes (TEST_SETS["static"])."""
+    return _test_set("static", built_tiny, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -129,20 +150,17 @@ def built_tiny_1024():
 
 @pytest.fixture(scope="session")
 def modelset_1024(built_tiny_1024, tmp_path_factory) -> ModelSet:
-    return ModelSet.load(export_once(built_tiny_1024, tmp_path_factory, f"{TEST_VARIANT}_1024"))
+    return ModelSet.load(_test_set("1024", built_tiny_1024, tmp_path_factory))
 
 
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory) -> dict[str, Path]:
-    """JPEG folders both the engine and Meta's loader read, written once per run from the shared footage:
-    DAVIS as it is (854 x 480), DAVIS below the test model size (240 x 180: upscaled) and above it
-    (1280 x 720), and the frames of bedroom.mp4 as OpenCV decodes them (960 x 540)."""
+def write_clips(root: Path) -> dict[str, Path]:
+    """JPEG folders both the engine and Meta's loader read, written from the shared footage: DAVIS as it is
+    (854 x 480), DAVIS below the test model size (240 x 180: upscaled) and above it (1280 x 720), and the
+    frames of bedroom.mp4 as OpenCV decodes them (960 x 540)."""
     import cv2
     from PIL import Image
 
-    data = require_data()
-    root = tmp_path_factory.mktemp("clips")
-    davis = data / "davis-car-shadow" / "frames"
+    davis = DATA / "davis-car-shadow" / "frames"
     out = {"davis": davis}
     for name, size in (("davis-small", (240, 180)), ("davis-large", (1280, 720))):
         folder = root / name
@@ -153,7 +171,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         out[name] = folder
     folder = root / "bedroom"
     folder.mkdir()
-    cap = cv2.VideoCapture(str(data / "videos" / "bedroom.mp4"))
+    cap = cv2.VideoCapture(str(DATA / "videos" / "bedroom.mp4"))
     for i in range(24):
         ok, frame = cap.read()
         assert ok, f"bedroom.mp4: cannot decode frame {i}"
@@ -161,3 +179,30 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     cap.release()
     out["bedroom"] = folder
     return out
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """The test clips (write_clips), once per run: written before the run when a background job reads them."""
+    require_data()
+    return BACKGROUND.clips or write_clips(tmp_path_factory.mktemp("clips"))
+
+
+def _edgetam_spec(tmp_path_factory) -> Path | None:
+    """The EdgeTAM child's spec for a background job (None: the footage or EdgeTAM's reference is missing,
+    and its tests skip)."""
+    from engine.export.reference_env import edgetam_dir
+    from tests.engine.edgetam_child import write_spec
+
+    if not has_data() or not (edgetam_dir() / "sam2" / "configs" / "edgetam.yaml").is_file():
+        return None
+    BACKGROUND.clips = BACKGROUND.clips or write_clips(tmp_path_factory.mktemp("clips"))
+    return write_spec(tmp_path_factory.mktemp("edgetam"), BACKGROUND.clips)
+
+
+def pytest_collection_finish(session):
+    plan(session.config, session.items, _edgetam_spec)
+
+
+def pytest_sessionfinish(session):
+    BACKGROUND.stop()

@@ -19,6 +19,13 @@ from tests.engine.edgetam_scenarios import CALIBRATIONS, IMAGE_SIZE, PER_OBJECT,
 from tests.engine.parity import run_reference, run_reference_per_object
 
 
+def write_spec(out: Path, clips: dict[str, Path]) -> Path:
+    """The child's spec: it writes its model sets and reference.pkl into `out` and reads the clips named."""
+    spec = out / "spec.json"
+    spec.write_text(json.dumps({"out": str(out), "clips": {k: str(v) for k, v in clips.items()}}))
+    return spec
+
+
 def main(spec_path: str) -> int:
     from engine.export.build import Calibration, build_model
     from engine.export.exporter import export_model_set

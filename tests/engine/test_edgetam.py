@@ -9,7 +9,6 @@ logit difference <= 1e-2, the same presence decisions, and masks that neither fl
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import subprocess
@@ -26,9 +25,11 @@ from engine.export.reference_env import ENV_VAR, edgetam_dir
 from engine.modelset import ModelSet
 from engine.stages import StageSet
 from engine.tracker import Tracker
+from tests.engine.edgetam_child import write_spec
 from tests.engine.edgetam_scenarios import IMAGE_SIZE, SCENARIOS
 from tests.engine.parity import compare, run_engine
 from tests.engine.test_tracker_parity import BACKENDS, RESULTS, check, mask_of, parity_table
+from tests.prebuild import BACKGROUND
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGE_PARITY = 1e-4
@@ -42,14 +43,15 @@ def _require_reference() -> None:
 
 @pytest.fixture(scope="module")
 def edgetam_runs(clips, tmp_path_factory) -> dict:
-    """The child's model sets (by calibration) and reference runs (by scenario)."""
+    """The child's model sets (by calibration) and reference runs (by scenario): made in the background from the
+    start of the run (tests/prebuild.py), or here."""
     _require_reference()
-    out = tmp_path_factory.mktemp("edgetam")
-    spec = out / "spec.json"
-    spec.write_text(json.dumps({"out": str(out), "clips": {k: str(v) for k, v in clips.items()}}))
-    proc = subprocess.run([sys.executable, "-m", "tests.engine.edgetam_child", str(spec)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = BACKGROUND.wait("edgetam")
+    if out is None:
+        out = tmp_path_factory.mktemp("edgetam")
+        proc = subprocess.run([sys.executable, "-m", "tests.engine.edgetam_child", str(write_spec(out, clips))],
+                              cwd=ROOT, capture_output=True, text=True, timeout=1200)
+        assert proc.returncode == 0, proc.stderr[-4000:]
     result = pickle.loads((out / "reference.pkl").read_bytes())
     result["sets"] = {name: ModelSet.load(out / name, verify_checksums=True) for name in [*SCENARIOS, "present_static"]}
     return result

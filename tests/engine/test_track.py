@@ -135,9 +135,13 @@ def test_live_source_writes_as_it_goes_and_stops_on_ctrl_c(config, tmp_path, cap
                              "--frame", "1", "--obj-id", "2", "--point", "670,380", "--out", str(out)], capsys)
     assert code == 0, err
     lines = [json.loads(x) for x in (out / "masks.jsonl").read_text().splitlines()]
-    frames = [x["frame"] for x in lines]  # capture ids: the file is read as fast as it decodes, the newest kept
-    assert len(frames) == 3 and frames[0] == 0 and frames == sorted(set(frames))
-    assert [len(x["objects"]) for x in lines] == [1, 2, 2]  # object 2 joined on the first frame from 1 on
+    # capture ids: the file is read as fast as it decodes and the newest frame is kept, so which frame is
+    # tracked first depends on how the two threads are scheduled (usually 0; later on a loaded machine)
+    frames = [x["frame"] for x in lines]
+    assert len(frames) == 3 and frames == sorted(set(frames))
+    # object 1 (prompted on frame 0) is there from the first tracked frame; object 2 (prompted on frame 1)
+    # joins on the first tracked frame from 1 on
+    assert [sorted(o["obj_id"] for o in x["objects"]) for x in lines] == [[1, 2] if f >= 1 else [1] for f in frames]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped_by"] == "Ctrl-C" and summary["complete"]
     assert (out / "overlay.mp4").exists()

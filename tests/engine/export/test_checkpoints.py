@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from engine.errors import ExportError
 from engine.export.checkpoints import BASE_ENV, CACHE_ENV, fetch_official, official_url
 from engine.modelset import file_sha256
+from tests.conftest import TEST_SIZE
 
 
 class Publisher:
@@ -133,23 +135,36 @@ def test_a_file_that_is_not_the_variants_checkpoint_is_refused_and_not_cached(pu
 
     torch.save({"model": {"not.a.sam2.weight": torch.zeros(3)}}, publisher.folder / "sam2.1_hiera_tiny.pt")
     with pytest.raises(ExportError, match="does not match variant sam2.1_hiera_tiny"):
-        export_main(["--variant", "sam2.1_hiera_tiny", "--image-size", "512", "--checkpoint", "official",
+        export_main(["--variant", "sam2.1_hiera_tiny", "--image-size", str(TEST_SIZE), "--checkpoint", "official",
                      "--out", str(tmp_path / "out")])
     assert not (tmp_path / "cache" / "sam2.1_hiera_tiny.pt").exists()
     assert not (tmp_path / "cache" / "sam2.1_hiera_tiny.pt.part").exists()
 
 
-def test_export_from_the_official_checkpoint_records_its_source(publisher, tmp_path, built_tiny):
+def test_export_from_the_official_checkpoint_records_its_source(publisher, tmp_path, built_tiny, modelset_dir,
+                                                                monkeypatch):
+    """The download, the cache, the checkpoint's load and the manifest run for real. Tracing the ONNX graphs
+    is the exporter's own tests' business: here each stage file is the session's export of the same weights
+    (the checkpoint holds built_tiny's), and the constants computed from the loaded model must equal the
+    session's, so the checkpoint gave back every weight."""
+    import numpy as np
     import torch
     import yaml
 
+    from engine.export import exporter
     from engine.export.__main__ import main as export_main
 
     torch.save({"model": built_tiny.model.state_dict()}, publisher.folder / "sam2.1_hiera_tiny.pt")
+    monkeypatch.setattr(exporter, "_export_onnx",
+                        lambda stage, path: shutil.copyfile(modelset_dir / f"{stage.name}.onnx", path))
     out = tmp_path / "out"
-    assert export_main(["--variant", "sam2.1_hiera_tiny", "--image-size", "512", "--checkpoint", "official",
+    assert export_main(["--variant", "sam2.1_hiera_tiny", "--image-size", str(TEST_SIZE), "--checkpoint", "official",
                         "--out", str(out)]) == 0
     weights = yaml.safe_load((out / "modelset.yaml").read_text())["provenance"]["weights"]
     cached = tmp_path / "cache" / "sam2.1_hiera_tiny.pt"
     assert weights["source"] == "checkpoint" and weights["sha256"] == file_sha256(cached)
     assert weights["source_url"] == f"{publisher.base}/sam2.1_hiera_tiny.pt"
+    with np.load(out / "constants.npz") as got, np.load(modelset_dir / "constants.npz") as want:
+        assert sorted(got.files) == sorted(want.files)
+        for key in want.files:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
