@@ -188,20 +188,34 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     return BACKGROUND.clips or write_clips(tmp_path_factory.mktemp("clips"))
 
 
-def _edgetam_spec(tmp_path_factory) -> Path | None:
-    """The EdgeTAM child's spec for a background job (None: the footage or EdgeTAM's reference is missing,
-    and its tests skip)."""
+def _job_command(name: str, tmp_path_factory) -> tuple[list[str], Path] | None:
+    """A background job's argv and output folder (tests/prebuild.py), or None where its tests will skip (no
+    footage, or no EdgeTAM reference)."""
+    import json
+    import sys
+
     from engine.export.reference_env import edgetam_dir
     from tests.engine.edgetam_child import write_spec
 
-    if not has_data() or not (edgetam_dir() / "sam2" / "configs" / "edgetam.yaml").is_file():
+    if name in TEST_SETS:
+        out = tmp_path_factory.mktemp("modelsets") / f"prebuilt_{name}"
+        return [sys.executable, "-m", "tests.prebuild", name, str(out)], out
+    if not has_data():
         return None
     BACKGROUND.clips = BACKGROUND.clips or write_clips(tmp_path_factory.mktemp("clips"))
-    return write_spec(tmp_path_factory.mktemp("edgetam"), BACKGROUND.clips)
+    out = tmp_path_factory.mktemp(name)
+    if name == "edgetam":
+        if not (edgetam_dir() / "sam2" / "configs" / "edgetam.yaml").is_file():
+            return None
+        return [sys.executable, "-m", "tests.engine.edgetam_child", str(write_spec(out, BACKGROUND.clips))], out
+    spec = out / "spec.json"  # the parity suite's reference runs at one size
+    spec.write_text(json.dumps({"size": 1024 if name.endswith("1024") else TEST_SIZE,
+                                "clips": {k: str(v) for k, v in BACKGROUND.clips.items()}}))
+    return [sys.executable, "-m", "tests.prebuild", "reference", str(spec)], out
 
 
 def pytest_collection_finish(session):
-    plan(session.config, session.items, _edgetam_spec)
+    plan(session.config, session.items, _job_command)
 
 
 def pytest_sessionfinish(session):

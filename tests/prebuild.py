@@ -1,12 +1,14 @@
 """The session's slow fixtures, made in the background from the start of the run.
 
 Exporting a model set is single-threaded Python (torch.export and the ONNX passes: about 20 s a set), and
-so is most of EdgeTAM's child process (three exports, then its reference runs). Run one after another
-where a test first asks, they leave one of the two cores idle for minutes. Once collection has shown which
+so is most of EdgeTAM's child process (three exports, then its reference runs); the parity suite's
+reference runs need only the seeded model and the clips. Run one after another where a test first asks,
+they leave one of the two cores idle for minutes. Once collection has shown which
 of them the selected tests need, two lanes of subprocesses make them at a lower priority, while the first
 tests run; a fixture waits for its job only if it is not done yet, and fails with the job's own error.
 
-    python -m tests.prebuild NAME OUT    (NAME: a key of tests/conftest.py's TEST_SETS; the lanes run this)
+    python -m tests.prebuild NAME OUT         (NAME: a key of tests/conftest.py's TEST_SETS)
+    python -m tests.prebuild reference SPEC   (Meta's predictor on the parity scenarios of one size)
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # the fixture each job stands in for, and the lanes: each starts where the first tests need a set
 FIXTURES = {"dynamic": "modelset_dir", "static": "static_modelset_dir", "1024": "modelset_1024",
-            "edgetam": "edgetam_runs"}
-LANES = (("dynamic", "edgetam"), ("static", "1024"))
+            "edgetam": "edgetam_runs", "reference": "reference_runs", "reference_1024": "reference_1024"}
+LANES = (("dynamic", "edgetam"), ("static", "reference", "1024", "reference_1024"))
 NICE = 5  # below the tests' own processes, whose timings some tests bound
 
 
@@ -92,31 +94,39 @@ class Background:
 BACKGROUND = Background()
 
 
-def plan(config, items, clips_for_edgetam) -> None:
-    """Start the jobs the selected tests need (called once collection is done)."""
+def plan(config, items, command) -> None:
+    """Start the jobs the selected tests need (called once collection is done). `command(name, factory)` gives
+    a job's argv and output folder, or None where its tests will skip."""
     if (os.environ.get("SAM2_EDGE_TEST_PREBUILD", "1") == "0" or hasattr(config, "workerinput")
             or config.option.collectonly):
         return  # switched off, an xdist worker (each would build its own), or nothing will run
     needed = {name for item in items for name, fixture in FIXTURES.items()
               if fixture in getattr(item, "fixturenames", ())}
-    factory = config._tmp_path_factory
     jobs = []
     for name in [n for lane in LANES for n in lane if n in needed]:
-        if name == "edgetam":
-            spec = clips_for_edgetam(factory)
-            if spec is None:
-                continue  # EdgeTAM's reference is not installed: its tests skip
-            jobs.append(Job(name, [sys.executable, "-m", "tests.engine.edgetam_child", str(spec)], spec.parent))
-        else:
-            out = factory.mktemp("modelsets") / f"prebuilt_{name}"
-            jobs.append(Job(name, [sys.executable, "-m", "tests.prebuild", name, str(out)], out))
+        made = command(name, config._tmp_path_factory)
+        if made is not None:
+            jobs.append(Job(name, *made))
     BACKGROUND.start(jobs)
 
 
-def main(name: str, out: str) -> int:
+def main(name: str, arg: str) -> int:
+    """A test set exported into folder `arg`, or the reference runs a spec file `arg` names."""
+    if name == "reference":
+        import json
+        import pickle
+
+        from tests.conftest import build_test_model
+        from tests.engine.test_tracker_parity import reference_records
+
+        spec = json.loads(Path(arg).read_text())
+        clips = {k: Path(v) for k, v in spec["clips"].items()}
+        records = reference_records(build_test_model(spec["size"]), spec["size"], clips)
+        (Path(arg).parent / "records.pkl").write_bytes(pickle.dumps(records))
+        return 0
     from tests.conftest import export_test_set
 
-    export_test_set(name, Path(out))
+    export_test_set(name, Path(arg))
     return 0
 
 

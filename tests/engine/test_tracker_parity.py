@@ -13,6 +13,8 @@ present/absent decision everywhere.
 
 from __future__ import annotations
 
+import pickle
+
 import cv2
 import numpy as np
 import pytest
@@ -22,7 +24,7 @@ from engine.config import TrackerSettings
 from engine.profiling import ProfiledStages
 from engine.stages import StageSet
 from engine.tracker import Tracker
-from tests.conftest import require_data
+from tests.conftest import TEST_SIZE, require_data
 from tests.engine.parity import (
     Comparison,
     FrameRecord,
@@ -34,6 +36,7 @@ from tests.engine.parity import (
     run_reference_per_object,
     shared_engine_run,
 )
+from tests.prebuild import BACKGROUND
 
 P = Step
 DAVIS_CLICK = [[420.0, 250.0]]
@@ -130,12 +133,31 @@ def mask_of(name: str) -> np.ndarray:
     return cv2.imread(str(data / "davis-car-shadow" / "masks" / f"{int(idx):05d}.png"), cv2.IMREAD_GRAYSCALE) > 127
 
 
-@pytest.fixture(scope="module")
-def reference_runs(built_tiny, clips):
+def reference_records(built, size: int, clips) -> dict[str, list[FrameRecord]]:
+    """Meta's predictor on the scenarios of one size (the test size's, or the 1024² one), by scenario name."""
     from engine.export.reference import ReferenceTracker
 
-    ref = ReferenceTracker(built_tiny)
-    return {s.name: run_reference(ref, s, clips[s.clip], mask_of) for s in SCENARIOS}
+    ref = ReferenceTracker(built)
+    scenarios = [*SCENARIOS, FULL_MEMORY] if size != 1024 else [FULL_MEMORY_1024]
+    return {s.name: run_reference(ref, s, clips[s.clip], mask_of) for s in scenarios}
+
+
+def _references(request, job: str, built_fixture: str, size: int, clips) -> dict[str, list[FrameRecord]]:
+    """The reference runs of a background job (tests/prebuild.py), or made here where none ran."""
+    done = BACKGROUND.wait(job)
+    if done is not None:
+        return pickle.loads((done / "records.pkl").read_bytes())
+    return reference_records(request.getfixturevalue(built_fixture), size, clips)
+
+
+@pytest.fixture(scope="module")
+def reference_runs(request, clips):
+    return _references(request, "reference", "built_tiny", TEST_SIZE, clips)
+
+
+@pytest.fixture(scope="module")
+def reference_1024(request, clips):
+    return _references(request, "reference_1024", "built_tiny_1024", 1024, clips)
 
 
 def check(cmp: Comparison, scenario: Scenario) -> None:
@@ -214,10 +236,10 @@ def test_one_session_per_object_needs_start_frames():
         run_reference_per_object(None, sc, None, mask_of)
 
 
-def _profiled_parity(ms, reference, scenario: Scenario, clips) -> ProfiledStages:
+def _profiled_parity(ms, reference: list[FrameRecord], scenario: Scenario, clips) -> ProfiledStages:
     stages = ProfiledStages(StageSet.load(ms, BACKENDS["openvino-cpu-f32"]))
     got = run_engine(Tracker(ms, stages), scenario, clips[scenario.clip], mask_of)
-    cmp = compare(got, run_reference(reference, scenario, clips[scenario.clip], mask_of))
+    cmp = compare(got, reference)
     RESULTS[f"{scenario.name} | openvino-cpu-f32"] = cmp
     frames = scenario.steps[1].args["max_frame_num_to_track"] + 1
     assert cmp.frames == 1 + frames
@@ -225,17 +247,13 @@ def _profiled_parity(ms, reference, scenario: Scenario, clips) -> ProfiledStages
     return stages
 
 
-def test_full_memory_bank(built_tiny, modelset, clips):
-    from engine.export.reference import ReferenceTracker
-
-    stages = _profiled_parity(modelset, ReferenceTracker(built_tiny), FULL_MEMORY, clips)
+def test_full_memory_bank(modelset, reference_runs, clips):
+    stages = _profiled_parity(modelset, reference_runs[FULL_MEMORY.name], FULL_MEMORY, clips)
     assert stages.last_memory == (7, 16)  # frame 17: prompt + 6 recent memories, 1 + 15 pointers
 
 
-def test_every_memory_slot_at_1024(built_tiny_1024, modelset_1024, clips):
-    from engine.export.reference import ReferenceTracker
-
-    stages = _profiled_parity(modelset_1024, ReferenceTracker(built_tiny_1024), FULL_MEMORY_1024, clips)
+def test_every_memory_slot_at_1024(modelset_1024, reference_1024, clips):
+    stages = _profiled_parity(modelset_1024, reference_1024[FULL_MEMORY_1024.name], FULL_MEMORY_1024, clips)
     assert stages.last_memory == (7, 7)  # frame 7: prompt + 6 recent memories, 1 + 6 pointers
 
 
