@@ -213,14 +213,17 @@ def test_both_object_score_branches_ran_on_tracked_frames(reference_runs):
         "the suite must see present and absent objects"
 
 
-def test_one_session_per_object_equals_one_session(built_tiny, reference_runs, clips):
+def test_one_session_per_object_equals_one_session(built_tiny, clips):
     """What EdgeTAM's mid-video-object parity rests on: Meta's current predictor tracks objects
-    independently, so "two objects" run as one session per object gives the one session's records."""
+    independently, so "two objects" run as one session per object gives the one session's records. Both
+    run here, on the same threads: torch's sums differ in the last bits from one thread count to another,
+    and one pixel of a near-zero logit can flip with them."""
     from engine.export.reference import ReferenceTracker
 
     sc = next(s for s in SCENARIOS if s.name == "two objects")
-    split = run_reference_per_object(ReferenceTracker(built_tiny), sc, clips[sc.clip], mask_of)
-    whole = reference_runs[sc.name]
+    ref = ReferenceTracker(built_tiny)
+    split = run_reference_per_object(ref, sc, clips[sc.clip], mask_of)
+    whole = run_reference(ref, sc, clips[sc.clip], mask_of)
     assert [(r.step, r.frame, r.obj_ids) for r in split] == [(r.step, r.frame, r.obj_ids) for r in whole]
     assert any(len(r.obj_ids) == 2 for r in whole) and any(r.obj_ids == [1] for r in whole)
     for a, b in zip(split, whole, strict=True):
