@@ -191,7 +191,6 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 def _job_command(name: str, tmp_path_factory) -> tuple[list[str], Path] | None:
     """A background job's argv and output folder (tests/prebuild.py), or None where its tests will skip (no
     footage, or no EdgeTAM reference)."""
-    import json
     import sys
 
     from engine.export.reference_env import edgetam_dir
@@ -208,9 +207,8 @@ def _job_command(name: str, tmp_path_factory) -> tuple[list[str], Path] | None:
         if not (edgetam_dir() / "sam2" / "configs" / "edgetam.yaml").is_file():
             return None
         return [sys.executable, "-m", "tests.engine.edgetam_child", str(write_spec(out, BACKGROUND.clips))], out
-    spec = out / "spec.json"  # the parity suite's reference runs at one size
-    spec.write_text(json.dumps({"size": 1024 if name.endswith("1024") else TEST_SIZE,
-                                "clips": {k: str(v) for k, v in BACKGROUND.clips.items()}}))
+    # the parity suite's reference runs at one size
+    spec = write_spec(out, BACKGROUND.clips, size=1024 if name.endswith("1024") else TEST_SIZE)
     return [sys.executable, "-m", "tests.prebuild", "reference", str(spec)], out
 
 

@@ -19,10 +19,11 @@ from tests.engine.edgetam_scenarios import CALIBRATIONS, IMAGE_SIZE, PER_OBJECT,
 from tests.engine.parity import run_reference, run_reference_per_object
 
 
-def write_spec(out: Path, clips: dict[str, Path]) -> Path:
-    """The child's spec: it writes its model sets and reference.pkl into `out` and reads the clips named."""
+def write_spec(out: Path, clips: dict[str, Path], **extra) -> Path:
+    """A background job's spec (this child's, or tests/prebuild.py's reference runs): it writes its results
+    into `out` and reads the clips named; `extra` adds job-specific fields."""
     spec = out / "spec.json"
-    spec.write_text(json.dumps({"out": str(out), "clips": {k: str(v) for k, v in clips.items()}}))
+    spec.write_text(json.dumps({"out": str(out), "clips": {k: str(v) for k, v in clips.items()}, **extra}))
     return spec
 
 
