@@ -29,6 +29,17 @@ def _type_name(value: Any) -> str:
     return text
 
 
+def device_capabilities(device: str) -> list[str]:
+    """What OpenVINO says `device` can run (OPTIMIZATION_CAPABILITIES: FP32, BF16, FP16, INT8, ...); [] when
+    the device is not there or does not say. Tests and `engine.bench --probe` ask this, never the CPU's name."""
+    import openvino as ov
+
+    try:
+        return list(ov.Core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
+    except Exception:  # noqa: BLE001 - a device that is absent or does not report them
+        return []
+
+
 # Devices whose compilers take fixed shapes only: a dynamic model would fail deep inside the plugin.
 STATIC_ONLY_DEVICES = ("NPU",)
 
@@ -124,10 +135,7 @@ class OpenVinoBackend(Backend):
         return [device]
 
     def _capabilities(self, device: str) -> list[str]:
-        try:
-            return list(self.core.get_property(device, "OPTIMIZATION_CAPABILITIES"))
-        except Exception:
-            return []
+        return device_capabilities(device)
 
     def _compile_config(self, device: str) -> dict[str, Any]:
         cfg: dict[str, Any] = {

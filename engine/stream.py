@@ -3,7 +3,7 @@ held frames and capture threads on top)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
@@ -11,8 +11,27 @@ from engine.errors import InputError
 from engine.state import FrameResult, InferenceState
 from engine.video import LiveSource
 
-if TYPE_CHECKING:
-    from engine.tracker import Tracker
+
+class _Planner(Protocol):
+    window: int
+
+
+class Tracker(Protocol):
+    """What a stream needs of a tracker (engine.tracker.Tracker): its public step and prompts. A protocol,
+    so this module does not import the tracker, which builds streams."""
+
+    planner: _Planner
+
+    def step(self, state: InferenceState, frame_idx: int, reverse: bool = False) -> FrameResult: ...
+
+    def add_new_points_or_box(self, state: InferenceState, frame_idx: int, obj_id: int, points=None, labels=None,
+                              clear_old_points: bool = True, normalize_coords: bool = True,
+                              box=None) -> FrameResult: ...
+
+    def add_new_mask(self, state: InferenceState, frame_idx: int, obj_id: int, mask: np.ndarray) -> FrameResult: ...
+
+    def remove_object(self, state: InferenceState, obj_id: int, strict: bool = False,
+                      need_output: bool = True) -> tuple[list[int], list[FrameResult]]: ...
 
 
 class Stream:

@@ -121,6 +121,7 @@ class Outputs:
                  streaming: bool) -> None:
         out.mkdir(parents=True, exist_ok=True)
         self.out = out
+        self.video_hw = tuple(video_hw)
         self.masks_dir = out / "masks" if png else None
         if self.masks_dir:
             self.masks_dir.mkdir(exist_ok=True)
@@ -229,9 +230,11 @@ def track_live(args, tracker, prompts: list[Prompt]) -> dict[str, Any]:
     """Track a camera or stream: a capture thread keeps the newest frame, so results never fall behind the
     source by more than one tracking time (frames that arrive meanwhile are dropped and counted)."""
     from engine.live import Capture, LiveSession
+    from engine.live.redact import redact_url
 
-    capture = Capture(args.video, policy="latest", name=args.video, retry_first_open=False).start()
-    session = LiveSession(tracker, name=args.video, held_frames=4)
+    name = redact_url(args.video)
+    capture = Capture(args.video, policy="latest", name=name, retry_first_open=False).start()
+    session = LiveSession(tracker, name=name, held_frames=4)
     pending = list(prompts)
     outputs = None
     latencies: list[float] = []
@@ -246,9 +249,9 @@ def track_live(args, tracker, prompts: list[Prompt]) -> dict[str, Any]:
                 result = session.prompt(frame.frame_id, p.obj_id, points=p.points or None, labels=p.labels or None,
                                         box=p.box, mask=mask)
             if outputs is None:
-                outputs = Outputs(args.out, frame.image.shape[:2], capture_fps(capture), args.video,
+                outputs = Outputs(args.out, frame.image.shape[:2], capture_fps(capture), name,
                                   not args.no_png, not args.no_video, True)
-            outputs.add(frame.frame_id, frame.image, result)
+            outputs.add(frame.frame_id, *at_size(frame.image, result, outputs.video_hw))
             latencies.append(result.latency_s)
             if args.max_frames is not None and outputs.frames >= args.max_frames:
                 stopped_by = f"--max-frames {args.max_frames}"
@@ -262,16 +265,34 @@ def track_live(args, tracker, prompts: list[Prompt]) -> dict[str, Any]:
         capture.stop()
         files = outputs.close(True) if outputs else []
     if outputs is None:
-        raise InputError(f"live source {args.video} gave no frame"
+        raise InputError(f"live source {name} gave no frame"
                          + (f": {capture.last_error}" if capture.last_error else ""))
     summary = _summary(args, outputs, files, time.perf_counter() - t0, True, [], tracker)
     summary["stopped_by"] = stopped_by
     summary["live"] = {"frames_in": capture.frames_in, "dropped": capture.dropped, "reconnects": capture.reconnects,
+                       "size_changes": session.size_changes,
                        "latency_ms": {"p50": round(1000 * float(np.percentile(latencies, 50)), 1),
                                       "p95": round(1000 * float(np.percentile(latencies, 95)), 1),
                                       "max": round(1000 * max(latencies), 1)}}
     _write_summary(args.out, summary)
     return summary
+
+
+def at_size(image: np.ndarray, result, hw: tuple[int, int]):
+    """A live frame and its result at the outputs' size (the first frame's): a camera that switched to
+    another frame size goes on into the same overlay video and mask files, resized."""
+    if image.shape[:2] == tuple(hw):
+        return image, result
+    import cv2
+
+    from engine.live.session import ObjectResult
+
+    resized = cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+    objects = [ObjectResult(o.obj_id, o.present, o.score, None,
+                            cv2.resize(o.mask.astype(np.uint8), (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST) > 0)
+               for o in result.objects]
+    return resized, type(result)(result.source, result.frame_id, result.captured_at, result.result_at, objects,
+                                 result.kind)
 
 
 def capture_fps(capture) -> float:
@@ -283,7 +304,9 @@ def capture_fps(capture) -> float:
 
 def _summary(args, outputs: Outputs, files: list[str], seconds: float, complete: bool, bad: list[int],
              tracker) -> dict[str, Any]:
-    return {"video": str(args.video), "complete": complete, "frames": outputs.frames,
+    from engine.live.redact import redact
+
+    return {"video": redact(str(args.video)), "complete": complete, "frames": outputs.frames,
             "seconds": round(seconds, 2), "fps": round(outputs.frames / seconds, 3) if seconds > 0 else None,
             "objects": {str(k): {"frames_present": v} for k, v in sorted(outputs.present.items())},
             "bad_frames_replaced": bad, "outputs": files, "model": tracker.describe()}

@@ -10,6 +10,7 @@ about a video `engine.state`, live tracking `engine.stream`. No torch is importe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,21 +120,46 @@ class Tracker(FrameInference):
         if box is not None and not clear_old_points:
             raise InputError("a box must come first: add it with clear_old_points=True, then add clicks")
         coords, lbl = prompt_points(points, labels, box, state.video_hw, self.image_size, normalize_coords)
-        obj = self._object(state, obj_id, create=True)
-        if not clear_old_points and frame_idx in obj.points:
-            old_c, old_l = obj.points[frame_idx]
-            coords, lbl = np.concatenate([old_c, coords]), np.concatenate([old_l, lbl])
-        obj.points[frame_idx] = (coords, lbl)
-        obj.masks.pop(frame_idx, None)
-        return self._prompt(state, obj, frame_idx, points=(coords, lbl), mask=None)
+        with self._prompt_or_nothing(state, obj_id, frame_idx):
+            obj = self._object(state, obj_id, create=True)
+            if not clear_old_points and frame_idx in obj.points:
+                old_c, old_l = obj.points[frame_idx]
+                coords, lbl = np.concatenate([old_c, coords]), np.concatenate([old_l, lbl])
+            obj.points[frame_idx] = (coords, lbl)
+            obj.masks.pop(frame_idx, None)
+            return self._prompt(state, obj, frame_idx, points=(coords, lbl), mask=None)
 
     def add_new_mask(self, state: InferenceState, frame_idx: int, obj_id: int, mask: np.ndarray) -> FrameResult:
         frame_idx = self._check_frame_idx(state, frame_idx)
         m = prompt_mask(mask, state.video_hw, self.image_size)
-        obj = self._object(state, obj_id, create=True)
-        obj.masks[frame_idx] = m > 0
-        obj.points.pop(frame_idx, None)
-        return self._prompt(state, obj, frame_idx, points=None, mask=m)
+        with self._prompt_or_nothing(state, obj_id, frame_idx):
+            obj = self._object(state, obj_id, create=True)
+            obj.masks[frame_idx] = m > 0
+            obj.points.pop(frame_idx, None)
+            return self._prompt(state, obj, frame_idx, points=None, mask=m)
+
+    @contextmanager
+    def _prompt_or_nothing(self, state: InferenceState, obj_id: Any, frame_idx: int):
+        """A prompt whose inference fails (a stage error, a device lost) leaves the state as it was: a new
+        object is not left behind without a conditioning frame (every later frame would fail on it), and an
+        existing one keeps the frame's earlier prompts and outputs."""
+        known = not isinstance(obj_id, bool) and isinstance(obj_id, (int, np.integer)) and int(obj_id) in state.objects
+        obj = state.objects.get(int(obj_id)) if known else None
+        kept = None if obj is None else [(d, d.get(frame_idx)) for d in (obj.points, obj.masks, obj.bank.temp_cond,
+                                                                          obj.bank.temp_non_cond)]
+        try:
+            yield
+        except BaseException:
+            if obj is None:
+                if not isinstance(obj_id, bool) and isinstance(obj_id, (int, np.integer)):
+                    state.objects.pop(int(obj_id), None)
+            else:
+                for d, value in kept:
+                    if value is None:
+                        d.pop(frame_idx, None)
+                    else:
+                        d[frame_idx] = value
+            raise
 
     def _prompt(self, state: InferenceState, obj: ObjectState, frame_idx: int,
                 points: tuple[np.ndarray, np.ndarray] | None, mask: np.ndarray | None) -> FrameResult:

@@ -30,7 +30,8 @@ QUICK_MODULES = {
     "tests/engine/test_prompts.py", "tests/engine/test_postprocess.py", "tests/engine/test_memory.py",
     "tests/engine/test_video.py", "tests/engine/bench/test_flops.py", "tests/engine/test_prefetch.py",
     "tests/engine/test_modelset.py", "tests/engine/test_preprocess.py", "tests/engine/test_stages.py",
-    "tests/engine/live/test_capture.py", "tests/engine/serve/test_schema.py",
+    "tests/engine/live/test_capture.py", "tests/engine/serve/test_schema.py", "tests/engine/live/test_redact.py",
+    "tests/engine/serve/test_limits.py", "tests/engine/serve/test_sinks.py",
 }
 NOT_QUICK_FIXTURES = {"static_modelset_dir", "modelset_1024", "built_tiny_1024", "clips"}
 

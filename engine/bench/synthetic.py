@@ -34,3 +34,19 @@ class SyntheticSource(FrameSource):
             else:
                 cv2.rectangle(frame, (x - int(radius), y - int(radius)), (x + int(radius), y + int(radius)), colour, -1)
         return frame
+
+
+def write_clip(path: str, num_frames: int = 150, fps: float = 15.0, height: int = 240, width: int = 320,
+               seed: int = 0) -> None:
+    """The synthetic clip as a video file (MPEG-4, which every OpenCV build decodes): the file source of
+    configs/serve-example.yaml (examples/shapes.mp4), made with
+    `python -c "from engine.bench.synthetic import write_clip; write_clip('examples/shapes.mp4')"`."""
+    src = SyntheticSource(num_frames, height, width, seed)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise OSError(f"cannot write {path}: OpenCV has no MPEG-4 encoder here")
+    try:
+        for i in range(num_frames):
+            writer.write(cv2.cvtColor(src.get(i), cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()

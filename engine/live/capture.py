@@ -11,7 +11,14 @@ only what the policy asks for:
   tracked in order and the results are `engine.track`'s.
 
 A source that fails or ends is reopened with exponential backoff (a file played `once` stops instead);
-frame ids go on counting across reconnects, so a prompt on a held frame keeps its meaning.
+frame ids go on counting across reconnects, so a prompt on a held frame keeps its meaning. The wait
+starts again from its initial value only after an open that delivered frames for `Backoff.stable_s`: a
+source that opens and fails at once is retried less and less often, not at the initial rate forever.
+
+A source may change its frame size (a camera switched to another stream profile, usually seen as a
+reconnect): frames of the new size are delivered as they come, counted in `size_changes`, and the
+session that tracks them carries its objects over (engine.live.session). Errors and logs name a source
+by its URL without credentials (engine.live.redact).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import numpy as np
 
 from engine.errors import InputError
 from engine.live.readers import Reader, camera_index, open_reader
+from engine.live.redact import redact, redact_url
 
 log = logging.getLogger("engine.live")
 
@@ -48,10 +56,12 @@ class CapturedFrame:
 
 @dataclass(frozen=True)
 class Backoff:
-    """Waits between reopen attempts: initial, doubled after each failure, at most `max_s`."""
+    """Waits between reopen attempts: initial, doubled after each failure, at most `max_s`; back to the
+    initial wait after an open that delivered frames for at least `stable_s` seconds."""
 
     initial_s: float = 0.5
     max_s: float = 10.0
+    stable_s: float = 10.0
 
     def delays(self) -> Iterator[float]:
         d = self.initial_s
@@ -73,7 +83,7 @@ class Capture:
             camera_index(url)  # a malformed camera name is an error now, not a reconnect loop
         self.retry_first_open = retry_first_open  # False: a source that never opens stops (a CLI run)
         self.url = url
-        self.name = name or str(url)
+        self.name = name or redact_url(url)
         self.policy = policy
         self.backoff = backoff
         self._open = opener or (lambda: open_reader(url, loop=loop, fps=fps))
@@ -82,6 +92,8 @@ class Capture:
         self.frames_in = 0  # frames decoded, across reconnects: the next frame id
         self.dropped = 0  # latest: frames replaced before the tracker took them
         self.reconnects = 0
+        self.size_changes = 0  # times the source's frame size changed (a new stream profile)
+        self.bad_frames = 0  # frames of a file or folder that could not be decoded, skipped
         self.hw: tuple[int, int] | None = None
         self.source_fps: float | None = None  # what the source says of its rate, once opened
         self._cond = threading.Condition()
@@ -91,6 +103,7 @@ class Capture:
         self._arrivals: deque[float] = deque(maxlen=64)
         self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
         self._listeners: list[Callable[[], None]] = []
+        self._bad_seen = 0
 
     # ------------------------------------------------------------------ control
     def start(self) -> Capture:
@@ -179,22 +192,22 @@ class Capture:
         opened = False
         while not self._stop.is_set():
             reader = None
+            first_at = last_at = None  # when this open delivered its first and last frame
+            self._bad_seen = 0  # of this reader's skipped frames, those already counted
             try:
                 reader = self._open()
                 self.source_fps = reader.fps or self.source_fps
                 opened = True
                 self.state = "live"
-                delays = self.backoff.delays()  # a good open resets the backoff
                 while not self._stop.is_set():
                     image = reader.read()
+                    self._count_bad(reader)
                     if image is None:
                         break
-                    if self.hw is None:
-                        self.hw = image.shape[:2]
-                    elif image.shape[:2] != self.hw:
-                        raise InputError(f"source {self.name} changed frame size from {self.hw[1]} x {self.hw[0]} "
-                                         f"to {image.shape[1]} x {image.shape[0]}")
+                    self._check_size(image)
                     self._deliver(image)
+                    last_at = time.monotonic()
+                    first_at = first_at or last_at
                 if self._stop.is_set():
                     break
                 if reader.finite:  # a file played once (a looped file rewinds inside its reader)
@@ -202,11 +215,14 @@ class Capture:
                     break
                 self.last_error = "the stream stopped delivering frames"
             except Exception as exc:  # noqa: BLE001 - any failure of a source means: reopen it
-                self.last_error = str(exc) or type(exc).__name__
+                self.last_error = redact(str(exc) or type(exc).__name__)
                 log.warning("source %s: %s", self.name, self.last_error)
             finally:
                 if reader is not None:
+                    self._count_bad(reader)
                     reader.close()
+            if first_at is not None and last_at - first_at >= self.backoff.stable_s:
+                delays = self.backoff.delays()  # it ran well for a while: this is a new failure, start over
             if self._stop.is_set() or (not opened and not self.retry_first_open):
                 break
             self.state = "reconnecting"
@@ -218,3 +234,19 @@ class Capture:
             self._cond.notify_all()
         for callback in self._listeners:
             callback()
+
+    def _check_size(self, image: np.ndarray) -> None:
+        hw = image.shape[:2]
+        if self.hw is not None and hw != self.hw:
+            self.size_changes += 1
+            log.warning("source %s: the frame size changed from %d x %d to %d x %d", self.name, self.hw[1],
+                        self.hw[0], hw[1], hw[0])
+        self.hw = hw
+
+    def _count_bad(self, reader: Reader) -> None:
+        """A file reader skips frames it cannot decode; they are counted here and said in last_error."""
+        if reader.bad_frames > self._bad_seen:
+            self.bad_frames += reader.bad_frames - self._bad_seen
+            self._bad_seen = reader.bad_frames
+            self.last_error = f"skipped a frame that cannot be decoded: {redact(reader.last_bad or '?')}"
+            log.warning("source %s: %s", self.name, self.last_error)

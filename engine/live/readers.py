@@ -12,7 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engine.errors import InputError
+from engine.errors import FrameDecodeError, InputError
+from engine.live.redact import redact_url
 from engine.video import FrameSource, VideoFileSource, is_url, open_video
 
 DEFAULT_FOLDER_FPS = 25.0  # a frame folder says nothing of its rate
@@ -21,6 +22,8 @@ DEFAULT_FOLDER_FPS = 25.0  # a frame folder says nothing of its rate
 class Reader:
     finite = False  # True: None from read() means the source is done (not: reconnect)
     fps: float | None = None
+    bad_frames = 0  # frames of a file or folder that could not be decoded and were skipped
+    last_bad: str | None = None  # what the last of them said
 
     def read(self) -> np.ndarray | None:
         raise NotImplementedError
@@ -51,7 +54,8 @@ class OpenCvReader(Reader):
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(open_timeout_s * 1000)]
         self.cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
         if not self.cap.isOpened():
-            raise InputError(f"cannot open {url}: no such camera, or the stream cannot be reached or decoded")
+            raise InputError(f"cannot open {redact_url(url)}: no such camera, or the stream cannot be reached or "
+                             f"decoded")
         self.cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self.fps = float(self.cap.get(cv2.CAP_PROP_FPS)) or None
 
@@ -67,7 +71,13 @@ class OpenCvReader(Reader):
 
 class PacedReader(Reader):
     """Frames of a video file, a frame folder or an array, delivered at `fps` as a camera would; `loop`
-    starts again at the end, otherwise the source ends."""
+    starts again at the end, otherwise the source ends.
+
+    A frame that cannot be decoded (a truncated JPEG, a damaged stretch of a video) is skipped, counted in
+    `bad_frames` and named in `last_bad`: it is never delivered as good, and playback goes on from the next
+    frame (a reopen would start again at frame 0, and a file played once would never end). A whole pass
+    without one good frame is an error, so a source that is all damage backs off instead of spinning.
+    """
 
     def __init__(self, source: FrameSource, fps: float | None, loop: bool, owned: bool = True) -> None:
         self.source = source
@@ -81,20 +91,30 @@ class PacedReader(Reader):
         self._played = 0
 
     def read(self) -> np.ndarray | None:
-        if self.index >= (self.source.num_frames or 0):
-            if not self.loop:
-                return None
-            self.index = 0
-        if self._t0 is None:
-            self._t0 = time.monotonic()
-        due = self._t0 + self._played / self.fps
-        wait = due - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        frame = self.source.get(self.index)
-        self.index += 1
-        self._played += 1
-        return frame
+        n = self.source.num_frames or 0
+        failed_in_a_row = 0
+        while True:
+            if self.index >= n:
+                if not self.loop:
+                    return None
+                self.index = 0
+            if self._t0 is None:
+                self._t0 = time.monotonic()
+            due = self._t0 + self._played / self.fps
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            index = self.index
+            self.index += 1
+            self._played += 1  # a skipped frame keeps its slot in time, as a camera's lost frame would
+            try:
+                return self.source.get(index)
+            except FrameDecodeError as exc:
+                self.bad_frames += 1
+                self.last_bad = str(exc)
+                failed_in_a_row += 1
+                if failed_in_a_row >= max(n, 1):
+                    raise InputError(f"no frame of {n} could be decoded ({exc})") from exc
 
     def close(self) -> None:
         if self.owned:

@@ -9,23 +9,34 @@ shown in a result or the preview); the session applies it on that frame, as Meta
 mode does (`add_all_frames_to_correct_as_cond`: a prompt on a frame already tracked is a conditioning
 frame), and tracking goes on from the next frame that arrives. Frames tracked between the prompted frame
 and now are not tracked again: a live result, once sent, stands. A frame no longer held is refused.
+
+**A new frame size** (a camera switched to another stream profile) starts a new stream on the first
+frame of the new size, and every object goes on under its id: its last non-empty mask, resized to the
+new size (nearest neighbour), is its mask prompt on that frame, which becomes its conditioning frame.
+Memory from before the change is left behind (its features are of another image geometry), and so are
+the held frames: a prompt on one of them is refused as no longer held. An object that never had a
+non-empty mask has nothing to carry and is dropped, which the session logs and counts.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from engine.errors import InputError
 from engine.live.capture import CapturedFrame
 from engine.outputs import coco_rle
 from engine.tracker import FrameResult, Tracker
+
+log = logging.getLogger("engine.live")
 
 
 class FrameNotHeldError(InputError):
@@ -126,6 +137,9 @@ class LiveSession:
         self._held: OrderedDict[int, _Held] = OrderedDict()  # frame_id -> where the stream has it
         self.last: LiveResult | None = None
         self.tracked = 0
+        self.size_changes = 0  # new frame sizes the session followed (objects carried over)
+        self.dropped_on_resize: list[int] = []  # objects that had no mask to carry over
+        self._last_masks: dict[int, np.ndarray] = {}  # obj_id -> its newest non-empty mask (H x W bool)
 
     @property
     def obj_ids(self) -> list[int]:
@@ -161,11 +175,39 @@ class LiveSession:
     def _live_result(self, result: FrameResult, frame_id: int, captured_at: float, kind: str) -> LiveResult:
         objects = [ObjectResult(int(o), bool(s > 0), float(s), _box(m), m)
                    for o, m, s in zip(result.obj_ids, result.masks, result.object_scores, strict=True)]
+        for o in objects:
+            if o.box is not None:
+                self._last_masks[o.obj_id] = o.mask
         return LiveResult(self.name, frame_id, captured_at, time.time(), objects, kind)
+
+    def _carry_over(self, image: np.ndarray) -> FrameResult:
+        """The first frame of a new size: a new stream, each object prompted with its last mask, resized."""
+        old_hw, new_hw = self.video_hw, image.shape[:2]
+        carried = {o: self._last_masks.get(o) for o in self.stream.obj_ids}
+        self.stream = self.tracker.stream(held_frames=self.held_frames)
+        self._held.clear()
+        self._last_masks.clear()
+        self.size_changes += 1
+        result = self.stream.track(image)
+        dropped = [o for o, m in carried.items() if m is None]
+        for obj_id, mask in carried.items():
+            if mask is not None:
+                resized = cv2.resize(mask.astype(np.uint8), (new_hw[1], new_hw[0]), interpolation=cv2.INTER_NEAREST)
+                result = self.tracker.add_new_mask(self.stream.state, self.stream.frame_idx, obj_id, resized > 0)
+        self.dropped_on_resize.extend(dropped)
+        log.warning("source %s: the frame size changed from %d x %d to %d x %d; objects %s carried over as mask "
+                    "prompts%s", self.name, old_hw[1], old_hw[0], new_hw[1], new_hw[0],
+                    [o for o in carried if o not in dropped] or "none",
+                    f", objects {dropped} dropped (no mask to carry)" if dropped else "")
+        return result
 
     def track(self, frame: CapturedFrame) -> LiveResult:
         with self.lock:
-            result = self.stream.track(frame.image)
+            hw = self.video_hw
+            if hw is not None and frame.image.shape[:2] != hw:
+                result = self._carry_over(frame.image)
+            else:
+                result = self.stream.track(frame.image)
             self._held[frame.frame_id] = _Held(self.stream.frame_idx, frame.captured_at)
             while len(self._held) > self.held_frames:
                 self._held.popitem(last=False)
@@ -195,3 +237,4 @@ class LiveSession:
     def remove_object(self, obj_id: int) -> None:
         with self.lock:
             self.stream.remove_object(obj_id)
+            self._last_masks.pop(obj_id, None)

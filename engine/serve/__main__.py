@@ -5,13 +5,17 @@
     curl -X POST localhost:8080/sources/cam0/prompts -H 'content-type: application/json' \\
          -d '{"frame_id": 120, "obj_id": 1, "points": [[420, 250]], "labels": [1]}'
 
-Ctrl-C or SIGTERM stop it cleanly: captures stop, sinks are flushed and closed.
+Ctrl-C or SIGTERM stop it cleanly: clients are closed, captures stop, sinks are flushed and closed.
+`--check` validates the deployment, loads the model and opens every source once, naming those that fail.
+No log line carries the token or a camera's credentials (engine.serve.security.RedactingFilter).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import logging.config
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +31,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="deployment YAML (see configs/serve-example.yaml)")
     p.add_argument("--host", help="override server.host")
     p.add_argument("--port", type=int, help="override server.port (0: any free port, printed at start)")
-    p.add_argument("--check", action="store_true", help="validate the deployment and load the model, then exit")
+    p.add_argument("--check", action="store_true", help="validate the deployment, load the model and open every "
+                                                       "source once, then exit (1 naming the sources that fail)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return p
 
@@ -59,29 +64,55 @@ def build(config: Path, host: str | None = None, port: int | None = None):
     return dep, service, create_app(service)
 
 
+def check(dep, service) -> int:
+    """--check: the deployment and model loaded; now every source opened once."""
+    results = service.check_sources()
+    failed = {spec.id: results[spec.id] for spec in dep.sources if results[spec.id] is not None}
+    for spec in dep.sources:
+        print(f"  source {spec.id}: " + (f"FAILED: {failed[spec.id]}" if spec.id in failed else "opened, gave a frame"))
+    if failed:
+        print(f"{len(failed)} of {len(dep.sources)} sources cannot be opened: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"ok: {len(dep.sources)} sources, model {service.tracker.modelset.root}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.getLogger("engine").setLevel(getattr(logging, args.log_level.upper()))
+    # FFmpeg (inside OpenCV) writes its own errors straight to stderr, past the log filter, and they may
+    # carry a camera's URL with its password: quiet, unless the user asks (the capture's own errors say
+    # what failed, without credentials)
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    try:
+        from engine.serve.security import log_config
+    except ImportError:  # the serve extra is missing: build() says so
+        log_config = None
+    if log_config is not None:
+        logging.config.dictConfig(log_config(args.log_level))
     dep, service, app = build(args.config, args.host, args.port)
     if args.check:
-        print(f"{args.config}: {len(dep.sources)} sources, model {service.tracker.modelset.root}: ok")
-        return 0
+        return check(dep, service)
     import uvicorn
 
-    config = uvicorn.Config(app, host=dep.server.host, port=dep.server.port, log_level=args.log_level,
-                            timeout_graceful_shutdown=5)
+    from engine.serve.app import close_clients
+
+    config = uvicorn.Config(app, host=dep.server.host, port=dep.server.port, log_config=log_config(args.log_level),
+                            timeout_graceful_shutdown=5, ws_max_size=dep.limits.websocket_message_bytes,
+                            server_header=False)
+
     class Server(uvicorn.Server):
         """uvicorn re-raises a stopping signal after its shutdown, which would end the process before the
-        service stops; here SIGTERM and Ctrl-C are requests to stop: sinks are flushed and the exit code is 0."""
+        service stops; here SIGTERM and Ctrl-C are requests to stop: clients are closed at once (uvicorn
+        would otherwise wait for them, then cancel them with a traceback), sinks are flushed, exit code 0."""
 
         def handle_exit(self, sig, frame) -> None:
+            close_clients(app)
             super().handle_exit(sig, frame)
             self._captured_signals.clear()
 
     server = Server(config)
-    service.start()
     try:
-        server.run()  # returns on SIGINT / SIGTERM (uvicorn's handlers)
+        server.run()  # the app's lifespan starts the service; returns on SIGINT / SIGTERM
     finally:
         service.stop()
         print("stopped: sinks flushed", file=sys.stderr)

@@ -28,6 +28,12 @@ def prometheus_text(service: Any, clients: dict[int, tuple[str, Any]]) -> str:
             st["frames_dropped"])
         add("sam2_reconnects_total", "counter", "times the source was reopened", src, st["reconnects"])
         add("sam2_tracking_errors_total", "counter", "frames whose tracking failed", src, runner.errors)
+        add("sam2_bad_frames_total", "counter", "frames of a file source that could not be decoded (skipped)", src,
+            st["bad_frames"])
+        add("sam2_size_changes_total", "counter", "times the source's frame size changed (objects carried over)",
+            src, st["size_changes"])
+        add("sam2_prompts_refused_total", "counter", "prompts refused by limits.prompts_per_second", src,
+            runner.prompt_rate.refused)
         add("sam2_fps_in", "gauge", "frames per second decoded", src, st["fps_in"])
         add("sam2_fps_tracked", "gauge", "frames per second tracked", src, st["fps_tracked"])
         for q in ("p50", "p95"):
@@ -49,11 +55,17 @@ def prometheus_text(service: Any, clients: dict[int, tuple[str, Any]]) -> str:
         add("sam2_websocket_dropped_total", "counter", "results dropped for slow clients (connected ones)",
             {"source": sid}, sum(q.dropped for q in queues))
     add("sam2_delivery_errors_total", "counter", "results a sink or client failed to take", {}, service.sink_errors)
+    for slots in (service.websocket_clients, service.preview_clients, service.prompts_waiting):
+        add("sam2_refused_total", "counter", "requests refused because a limit was full", {"limit": slots.what},
+            slots.refused)
+        add("sam2_slots_held", "gauge", "what a limit holds now", {"limit": slots.what}, slots.held)
     for sink in service.sinks:
-        if hasattr(sink, "dropped"):
-            add("sam2_mqtt_sent_total", "counter", "results published to MQTT", {}, sink.sent)
-            add("sam2_mqtt_dropped_total", "counter", "results not published (broker away, queue full)", {},
-                sink.dropped)
+        if hasattr(sink, "pending"):
+            add("sam2_mqtt_sent_total", "counter", "results that reached the broker (QoS 1: acknowledged)", {},
+                sink.sent)
+            add("sam2_mqtt_pending", "gauge", "results waiting in the MQTT client's queue", {}, sink.pending)
+            add("sam2_mqtt_dropped_total", "counter", "results never queued (QoS 0 with the broker away, or the "
+                "queue full)", {}, sink.dropped)
     out = []
     for name, (kind, help_text, samples) in rows.items():
         out.append(f"# HELP {name} {help_text}")

@@ -18,6 +18,7 @@ from engine.live.readers import camera_index, is_stream_url
 
 TOKEN_ENV = "SAM2_EDGE_TOKEN"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ANY_INTERFACE = ("0.0.0.0", "::", "")
 SOURCE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
@@ -25,9 +26,11 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Reconnect(Strict):
+class ReconnectSpec(Strict):
     initial_s: float = Field(0.5, gt=0, le=60, description="first wait before reopening a failed source")
     max_s: float = Field(10.0, gt=0, le=600, description="longest wait between attempts (doubling up to it)")
+    stable_s: float = Field(10.0, gt=0, le=3600, description="the wait starts again from initial_s only after "
+                                                             "an open that delivered frames this long")
 
 
 class SourceSpec(Strict):
@@ -40,7 +43,7 @@ class SourceSpec(Strict):
     loop: bool = Field(True, description="files and folders: start again at the end (false: play once)")
     fps: float | None = Field(None, gt=0, le=1000, description="files and folders: playback rate (default: the "
                                                                "file's own; folders 25)")
-    reconnect: Reconnect = Reconnect()
+    reconnect: ReconnectSpec = ReconnectSpec()
 
     @property
     def is_stream(self) -> bool:
@@ -63,58 +66,81 @@ class SourceSpec(Strict):
         return v
 
 
-class JsonlSink(Strict):
+class JsonlSinkSpec(Strict):
     dir: str = Field(description="folder of <source>.jsonl files (relative to the deployment file)")
     max_bytes: int = Field(50_000_000, ge=1_000, description="rotate a file past this size")
     keep: int = Field(5, ge=1, le=1000, description="rotated files kept per source")
 
 
-class MqttSink(Strict):
+class MqttSinkSpec(Strict):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     topic: str = Field("sam2/{source}/results", description="{source} is replaced by the source id")
-    qos: Literal[0, 1] = 0
+    qos: Literal[0, 1] = Field(0, description="0: at most once (dropped while the broker is away); 1: at least "
+                                               "once (kept and resent after a reconnect, up to max_queued)")
+    max_queued: int = Field(256, ge=1, le=100_000, description="results waiting for the broker at most; past it "
+                                                                "new ones are dropped and counted")
     client_id: str | None = None
     username: str | None = None
     password: str | None = None
 
 
-class PreviewSink(Strict):
+class PreviewSpec(Strict):
     enabled: bool = True
     max_fps: float = Field(10.0, gt=0, le=60, description="MJPEG preview frames per second at most")
     quality: int = Field(80, ge=10, le=100, description="JPEG quality")
 
 
-class WebSocketSink(Strict):
+class WebSocketSpec(Strict):
     queue: int = Field(32, ge=1, le=10_000, description="results held per client; the oldest are dropped")
 
 
-class Sinks(Strict):
-    websocket: WebSocketSink = WebSocketSink()
-    jsonl: JsonlSink | None = None
-    mqtt: MqttSink | None = None
-    preview: PreviewSink = PreviewSink()
+class SinksSpec(Strict):
+    websocket: WebSocketSpec = WebSocketSpec()
+    jsonl: JsonlSinkSpec | None = None
+    mqtt: MqttSinkSpec | None = None
+    preview: PreviewSpec = PreviewSpec()
 
 
-class Server(Strict):
+class ServerSpec(Strict):
     host: str = Field("127.0.0.1", description="interface to bind; anything but loopback needs a token")
     port: int = Field(8080, ge=0, le=65535)
     token: str | None = Field(None, min_length=16, description=f"bearer token (or ${TOKEN_ENV})")
+    allowed_hosts: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, description="Host header values served (host or host:port; '*' any). Default: the loopback names "
+                          "and the bound address; when bound to every interface (0.0.0.0), any host, since a token "
+                          "is then required. Stops DNS rebinding from reaching a loopback server.")
+    allowed_origins: list[Annotated[str, Field(pattern=r"^https?://[^/]+$")]] = Field(
+        default_factory=list, description="origins (scheme://host[:port]) besides the server's own whose pages may "
+                                          "open the results WebSocket or send prompts")
+    docs: bool = Field(False, description="serve Swagger UI at /docs; its script and styles load from "
+                                          "cdn.jsdelivr.net, so the browser needs internet (/openapi.json is always "
+                                          "served)")
 
 
-class Limits(Strict):
+class LimitsSpec(Strict):
     objects_per_source: int = Field(16, ge=1, le=255)
     frames_held: int = Field(32, ge=1, le=1000, description="tracked frames kept per source for prompts")
     request_bytes: int = Field(4_000_000, ge=1_000, le=100_000_000, description="largest request body")
+    websocket_message_bytes: int = Field(4096, ge=125, le=1_000_000, description="largest message a WebSocket "
+                                                                                 "client may send (it needs none)")
+    websocket_clients: int = Field(32, ge=1, le=10_000, description="results WebSocket clients at once, all sources")
+    preview_clients: int = Field(4, ge=1, le=1000, description="MJPEG preview clients at once, all sources")
+    prompts_per_second: float = Field(5.0, gt=0, le=1000, description="prompts a source takes per second (a token "
+                                                                      "bucket); past it: 429 with Retry-After")
+    prompt_burst: int = Field(10, ge=1, le=10_000, description="prompts a source takes at once before the rate "
+                                                               "applies")
+    prompts_waiting: int = Field(4, ge=1, le=1000, description="prompts waiting for the tracker at once, all "
+                                                               "sources; past it: 429")
 
 
 class Deployment(Strict):
     engine: str | dict[str, Any] = Field(description="an engine config file, or its keys (model, backend, "
                                                      "stages, tracker) inline")
     sources: list[SourceSpec] = Field(min_length=1)
-    sinks: Sinks = Sinks()
-    server: Server = Server()
-    limits: Limits = Limits()
+    sinks: SinksSpec = SinksSpec()
+    server: ServerSpec = ServerSpec()
+    limits: LimitsSpec = LimitsSpec()
 
     @model_validator(mode="after")
     def _unique(self) -> Deployment:
@@ -126,6 +152,14 @@ class Deployment(Strict):
 
     def token(self) -> str | None:
         return self.server.token or os.environ.get(TOKEN_ENV) or None
+
+    def allowed_hosts(self) -> list[str]:
+        """The Host header values the server answers (server.allowed_hosts, or its default)."""
+        if self.server.allowed_hosts is not None:
+            return list(self.server.allowed_hosts)
+        if self.server.host in ANY_INTERFACE:
+            return ["*"]
+        return sorted({*LOOPBACK, self.server.host})
 
 
 def _pydantic_message(exc: ValidationError, source: str) -> str:

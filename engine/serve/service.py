@@ -5,6 +5,9 @@ requests at once). It serves the sources round-robin, each time taking the newes
 source that has one, so a busy source cannot starve the others. Prompts from the API run on the
 caller's thread under the same lock, between two tracked frames. Results go to every sink from the
 worker, and no sink may block it: WebSocket clients and MQTT have bounded queues of their own.
+
+A source whose frames keep failing is logged once, then at most once a minute with the count of the
+failures in between (`ThrottledLog`), so a broken camera cannot fill a disk with one line per frame.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +25,9 @@ import numpy as np
 
 from engine.errors import InputError
 from engine.live import Backoff, Capture, LiveResult, LiveSession
+from engine.live.readers import open_reader
+from engine.live.redact import redact, redact_url
+from engine.serve.limits import RateLimit, Slots
 from engine.serve.schema import Deployment, SourceSpec
 from engine.serve.sinks import JsonlSink, MqttSink, Sink
 from engine.tracker import Tracker
@@ -34,11 +41,36 @@ class UnknownSourceError(InputError):
     pass
 
 
+class ThrottledLog:
+    """A warning that may repeat every frame: said the first time, then at most once every `every_s`
+    seconds with how many times it happened in between."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.every_s = every_s
+        self.clock = clock
+        self._last: float | None = None
+        self.suppressed = 0
+
+    def warning(self, msg: str, *args: Any) -> bool:
+        now = self.clock()
+        if self._last is not None and now - self._last < self.every_s:
+            self.suppressed += 1
+            return False
+        more = f" ({self.suppressed} more like it in the last {now - self._last:.0f} s)" if self.suppressed else ""
+        self.logger.warning(msg + more, *args)
+        self._last, self.suppressed = now, 0
+        return True
+
+
 @dataclass
 class SourceRunner:
     spec: SourceSpec
     capture: Capture
     session: LiveSession
+    prompt_rate: RateLimit
+    error_log: ThrottledLog = field(default_factory=lambda: ThrottledLog(log))
     latencies: deque = field(default_factory=lambda: deque(maxlen=600))
     tracked_at: deque = field(default_factory=lambda: deque(maxlen=64))
     subscribers: list[Subscriber] = field(default_factory=list)
@@ -53,25 +85,18 @@ class SourceRunner:
         t = list(self.tracked_at)
         fps = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
         cap = self.capture
-        return {"id": self.spec.id, "url": self.spec.url if not _has_credentials(self.spec.url) else _redact(self.spec.url),
+        return {"id": self.spec.id, "url": redact_url(self.spec.url),
                 "policy": self.spec.policy, "state": cap.state,
                 "last_error": self.last_error or cap.last_error,
                 "fps_in": round(cap.fps_in, 2), "fps_tracked": round(fps, 2), "frames_in": cap.frames_in,
                 "frames_tracked": self.session.tracked, "frames_dropped": cap.dropped, "reconnects": cap.reconnects,
+                "bad_frames": cap.bad_frames, "size_changes": self.session.size_changes,
+                "tracking_errors": self.errors,
                 "latency_ms": {"p50": None if lat is None else round(float(np.percentile(lat, 50)), 1),
                                "p95": None if lat is None else round(float(np.percentile(lat, 95)), 1)},
                 "objects": self.session.obj_ids, "held_frames": _span(self.session.held_frame_ids()),
                 "frame_size": (None if self.session.video_hw is None
                                else {"height": self.session.video_hw[0], "width": self.session.video_hw[1]})}
-
-
-def _has_credentials(url: str) -> bool:
-    return "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]
-
-
-def _redact(url: str) -> str:
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
 def _span(ids: list[int]) -> dict[str, int] | None:
@@ -89,16 +114,26 @@ class Service:
         self._wake = threading.Condition()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="sam2-serve-worker", daemon=True)
+        self._started = False
+        self._stopped = False
         self.started_at = time.time()
         lim = deployment.limits
+        # prompts run here, not on the web server's thread pool, so a flood of them cannot stall /healthz;
+        # one thread, since every stage call takes the same lock anyway
+        self.prompt_executor = ThreadPoolExecutor(1, thread_name_prefix="sam2-serve-prompt")
+        self.prompts_waiting = Slots(lim.prompts_waiting, "limits.prompts_waiting")
+        self.websocket_clients = Slots(lim.websocket_clients, "limits.websocket_clients")
+        self.preview_clients = Slots(lim.preview_clients, "limits.preview_clients")
         self.sources: dict[str, SourceRunner] = {}
         for spec in deployment.sources:
+            rc = spec.reconnect
             capture = Capture(spec.url, policy=spec.policy, loop=spec.loop, fps=spec.fps, name=spec.id,
-                              backoff=Backoff(spec.reconnect.initial_s, spec.reconnect.max_s))
+                              backoff=Backoff(rc.initial_s, rc.max_s, rc.stable_s))
             capture.on_frame(self._notify)
             session = LiveSession(tracker, name=spec.id, held_frames=lim.frames_held,
                                   max_objects=lim.objects_per_source, lock=self.lock)
-            self.sources[spec.id] = SourceRunner(spec, capture, session)
+            self.sources[spec.id] = SourceRunner(spec, capture, session,
+                                                 RateLimit(lim.prompts_per_second, lim.prompt_burst))
         self.sinks: list[Sink] = []
         sinks = deployment.sinks
         if sinks.jsonl is not None:
@@ -107,9 +142,14 @@ class Service:
             self.sinks.append(MqttSink(sinks.mqtt))
         self._rr = 0
         self.sink_errors = 0
+        self._delivery_log = ThrottledLog(log)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Service:
+        """Start sinks, captures and the worker (once; a second call does nothing)."""
+        if self._started:
+            return self
+        self._started = True
         for sink in self.sinks:
             sink.start()
         for runner in self.sources.values():
@@ -117,16 +157,52 @@ class Service:
         self._worker.start()
         return self
 
-    def stop(self) -> None:
-        """Stop captures and the worker, then flush and close the sinks (whole lines only)."""
+    def begin_stop(self) -> None:
+        """The server is shutting down: streams to clients end now (`alive` is False); `stop()` follows."""
         self._stop.set()
         self._notify()
+
+    def stop(self) -> None:
+        """Stop captures and the worker, then flush and close the sinks (whole lines only). Once."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.begin_stop()
         for runner in self.sources.values():
             runner.capture.stop()
         if self._worker.is_alive():
             self._worker.join(timeout=30)
+        self.prompt_executor.shutdown(wait=True, cancel_futures=True)
         for sink in self.sinks:
             sink.close()
+
+    def check_sources(self, timeout_s: float = 15.0) -> dict[str, str | None]:
+        """Open every source once and read one frame: source id -> None, or why it failed (without
+        credentials). `engine.serve --check` reports it; the service itself opens sources lazily."""
+        results: dict[str, str | None] = {}
+
+        def probe(runner: SourceRunner) -> None:
+            reader = None
+            try:
+                reader = open_reader(runner.spec.url, loop=runner.spec.loop, fps=runner.spec.fps)
+                if reader.read() is None:
+                    raise InputError("opened, but gave no frame")
+                results[runner.spec.id] = None
+            except Exception as exc:  # noqa: BLE001 - every failure is a line of the report
+                results[runner.spec.id] = redact(str(exc) or type(exc).__name__)
+            finally:
+                if reader is not None:
+                    reader.close()
+
+        threads = [threading.Thread(target=probe, args=(r,), daemon=True) for r in self.sources.values()]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + timeout_s
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        for sid in self.sources:
+            results.setdefault(sid, f"gave no frame within {timeout_s:.0f} s")
+        return results
 
     @property
     def alive(self) -> bool:
@@ -166,8 +242,8 @@ class Service:
             runner.step_s += time.perf_counter() - t0
         except Exception as exc:  # noqa: BLE001 - one bad frame or source must not stop the others
             runner.errors += 1
-            runner.last_error = f"tracking frame {frame.frame_id}: {exc}"
-            log.warning("source %s: %s", runner.spec.id, runner.last_error)
+            runner.last_error = redact(f"tracking frame {frame.frame_id}: {exc}")
+            runner.error_log.warning("source %s: %s", runner.spec.id, runner.last_error)
             return None
         runner.last_error = None
         runner.latencies.append(result.latency_s)
@@ -184,7 +260,7 @@ class Service:
                 deliver(result)
             except Exception as exc:  # noqa: BLE001 - a failing sink or client must not stop tracking
                 self.sink_errors += 1
-                log.warning("source %s: a result could not be delivered: %s", runner.spec.id, exc)
+                self._delivery_log.warning("source %s: a result could not be delivered: %s", runner.spec.id, exc)
 
     # ------------------------------------------------------------------ API operations
     def runner(self, source_id: str) -> SourceRunner:

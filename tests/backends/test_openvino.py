@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from backends.base import BackendConfig, StageOptions
-from backends.openvino import OpenVinoBackend
+from backends.openvino import OpenVinoBackend, device_capabilities
 from engine.errors import BackendUnavailableError, ConfigError, ModelSetError
 from tests.conftest import TEST_SIZE
 
@@ -25,7 +25,7 @@ def test_f32_is_explicit_and_reported(modelset):
 
 
 def test_bf16_runs_and_reports_bf16(modelset):
-    caps = OpenVinoBackend(BackendConfig(name="openvino"))._capabilities("CPU")
+    caps = device_capabilities("CPU")
     cfg = BackendConfig(name="openvino", device="CPU", precision="bf16")
     if "BF16" not in caps:
         with pytest.raises(BackendUnavailableError, match="cannot run precision bf16"):

@@ -236,3 +236,38 @@ def test_from_config(modelset_dir, tmp_path):
     tracker = Tracker.from_config(cfg)
     assert tracker.planner.recent == 2 and tracker.describe()["stages"]["image_encoder"]["runtime"] == "onnxruntime"
     assert isinstance(tracker.modelset, ModelSet)
+
+
+class _FailingDecoder(FakeStages):
+    """Stand-in stages whose mask decoder fails `fail` times (a device lost mid-prompt)."""
+
+    def __init__(self, modelset, fail: int) -> None:
+        super().__init__(modelset)
+        self.fail = fail
+
+    def run(self, name, inputs, keep=()):
+        if name == "mask_decoder" and self.fail > 0:
+            self.fail -= 1
+            raise RuntimeError("device lost")
+        return super().run(name, inputs, keep)
+
+
+def test_a_prompt_that_fails_in_the_model_leaves_the_state_as_it_was(modelset):
+    """A new object whose first prompt fails is not left without a conditioning frame (every later frame
+    would fail on it); a failed correction keeps the object's earlier prompt and output."""
+    stages = _FailingDecoder(modelset, fail=1)
+    stream = Tracker(modelset, stages).stream()
+    frame = np.full((48, 64, 3), 90, np.uint8)
+    stream.track(frame)
+    with pytest.raises(RuntimeError, match="device lost"):
+        stream.add_new_points_or_box(1, points=[[10, 10]], labels=[1])
+    assert stream.obj_ids == []
+    assert stream.track(frame).obj_ids == []  # tracking goes on
+    stream.add_new_points_or_box(2, box=[5, 5, 40, 30])
+    before = stream.state.objects[2]
+    kept = (dict(before.points), dict(before.bank.temp_cond))
+    stages.fail = 1
+    with pytest.raises(RuntimeError, match="device lost"):
+        stream.add_new_points_or_box(2, points=[[20, 20]], labels=[0])
+    assert (before.points, before.bank.temp_cond) == kept
+    assert stream.track(frame).obj_ids == [2]

@@ -144,17 +144,26 @@ def test_a_file_that_is_not_the_variants_checkpoint_is_refused_and_not_cached(pu
 def test_export_from_the_official_checkpoint_records_its_source(publisher, tmp_path, built_tiny, modelset_dir,
                                                                 monkeypatch):
     """The download, the cache, the checkpoint's load and the manifest run for real. Tracing the ONNX graphs
-    is the exporter's own tests' business: here each stage file is the session's export of the same weights
-    (the checkpoint holds built_tiny's), and the constants computed from the loaded model must equal the
-    session's, so the checkpoint gave back every weight."""
+    is the exporter's own tests' business: here each stage file is the session's export (stand-ins), and the
+    checkpoint holds weights that differ from the exporter's default (seed 0) in every floating tensor: the
+    constants computed from the loaded model must be the checkpoint's, not the default's, so the file was
+    loaded and gave back every weight."""
+    import copy
+
     import numpy as np
     import torch
     import yaml
 
     from engine.export import exporter
     from engine.export.__main__ import main as export_main
+    from engine.export.exporter import compute_constants
 
-    torch.save({"model": built_tiny.model.state_dict()}, publisher.folder / "sam2.1_hiera_tiny.pt")
+    theirs = copy.deepcopy(built_tiny)
+    with torch.no_grad():
+        for t in theirs.model.state_dict().values():
+            if t.is_floating_point():
+                t.add_(0.25)  # in place: the module's own parameters and buffers
+    torch.save({"model": theirs.model.state_dict()}, publisher.folder / "sam2.1_hiera_tiny.pt")
     monkeypatch.setattr(exporter, "_export_onnx",
                         lambda stage, path: shutil.copyfile(modelset_dir / f"{stage.name}.onnx", path))
     out = tmp_path / "out"
@@ -164,7 +173,10 @@ def test_export_from_the_official_checkpoint_records_its_source(publisher, tmp_p
     cached = tmp_path / "cache" / "sam2.1_hiera_tiny.pt"
     assert weights["source"] == "checkpoint" and weights["sha256"] == file_sha256(cached)
     assert weights["source_url"] == f"{publisher.base}/sam2.1_hiera_tiny.pt"
-    with np.load(out / "constants.npz") as got, np.load(modelset_dir / "constants.npz") as want:
-        assert sorted(got.files) == sorted(want.files)
-        for key in want.files:
+    want = compute_constants(theirs)
+    with np.load(out / "constants.npz") as got, np.load(modelset_dir / "constants.npz") as default:
+        assert sorted(got.files) == sorted(want)
+        for key in want:
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        for key in ("no_mem_embed", "no_obj_ptr", "maskmem_tpos_enc", "obj_ptr_tpos_proj_weight"):
+            assert not np.array_equal(got[key], default[key]), key  # not the seed-0 default's

@@ -114,17 +114,90 @@ def test_a_file_is_played_at_its_rate_once_or_looped():
     assert values == [i % 10 for i in range(25)]
 
 
-def test_a_frame_size_change_is_an_error_and_a_reconnect():
-    def opener():
-        return IterReader([np.zeros((8, 8, 3), np.uint8), np.zeros((9, 8, 3), np.uint8)])
+def test_a_new_frame_size_is_delivered_and_counted():
+    """A camera switched to another stream profile: its frames come through at the new size (the session
+    carries the objects over); before, every reopen failed on the new size, forever."""
+    sizes = iter([(8, 8), (8, 8), (9, 8)])
 
-    cap = Capture(None, policy="every_frame", backoff=Backoff(5, 5), opener=opener).start()
-    first = cap.next_frame(timeout=2)
-    t0 = time.monotonic()
-    while cap.state != "reconnecting" and time.monotonic() - t0 < 2:
-        time.sleep(0.01)
+    class Profile(Reader):  # a stream: one frame per connection, at the size the camera has now
+        def __init__(self) -> None:
+            self.frames = [np.zeros((*next(sizes), 3), np.uint8)]
+
+        def read(self):
+            return self.frames.pop() if self.frames else None
+
+    cap = Capture(None, policy="every_frame", backoff=Backoff(0.01, 0.01), opener=Profile).start()
+    got = []
+    for f in cap.frames(timeout=0.3):
+        got.append(f.image.shape[:2])
+        if len(got) == 3:
+            break
     cap.stop()
-    assert first.frame_id == 0 and "changed frame size from 8 x 8 to 8 x 9" in cap.last_error
+    assert got == [(8, 8), (8, 8), (9, 8)] and cap.size_changes == 1 and cap.hw == (9, 8)
+
+
+class _OpensThenFails(Reader):
+    """Opens, gives one frame and stops (a camera that accepts the connection, then drops it)."""
+
+    opened_at: list[float] = []
+
+    def __init__(self, frames: int = 1, interval: float = 0.0) -> None:
+        type(self).opened_at.append(time.monotonic())
+        self.left, self.interval = frames, interval
+
+    def read(self):
+        if self.left == 0:
+            return None
+        self.left -= 1
+        time.sleep(self.interval)
+        return np.zeros((8, 8, 3), np.uint8)
+
+
+def _open_gaps(backoff: Backoff, reader, opens: int) -> list[float]:
+    _OpensThenFails.opened_at = []
+    cap = Capture(None, backoff=backoff, opener=reader).start()
+    t0 = time.monotonic()
+    while len(_OpensThenFails.opened_at) < opens and time.monotonic() - t0 < 10:
+        cap.next_frame(timeout=0.05)
+    cap.stop()
+    t = _OpensThenFails.opened_at
+    return [b - a for a, b in zip(t, t[1:], strict=False)][:opens - 1]
+
+
+def test_a_source_that_opens_and_fails_at_once_backs_off_more_and_more():
+    gaps = _open_gaps(Backoff(0.02, 0.32, stable_s=5), _OpensThenFails, 6)
+    # waits 0.02, 0.04, 0.08, 0.16, 0.32: an open that delivered for less than stable_s is no reset
+    assert gaps[-1] > 6 * gaps[0] and gaps[-1] >= 0.3, gaps
+
+
+def test_a_source_that_ran_well_for_a_while_starts_its_backoff_again():
+    gaps = _open_gaps(Backoff(0.02, 0.32, stable_s=0.05), lambda: _OpensThenFails(frames=8, interval=0.01), 5)
+    # each open delivered frames for ~0.08 s >= stable_s: every failure is a new one, waited 0.02 s
+    assert all(0.08 <= g < 0.25 for g in gaps), gaps
+
+
+def test_a_corrupt_frame_of_a_file_is_skipped_and_a_file_played_once_ends(tmp_path):
+    from PIL import Image
+
+    for i in range(6):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(tmp_path / f"{i:03d}.jpg")
+    (tmp_path / "003.jpg").write_bytes((tmp_path / "003.jpg").read_bytes()[:40])  # truncated
+    cap = Capture(str(tmp_path), policy="every_frame", loop=False, fps=200).start()
+    got = [int(f.image[0, 0, 0]) for f in cap.frames(timeout=1.0)]
+    assert cap.state == "stopped" and cap.reconnects == 0  # not a reopen from frame 0, and it ends
+    assert len(got) == 5 and cap.bad_frames == 1 and cap.frames_in == 5
+    assert [round(v / 40) for v in got] == [0, 1, 2, 4, 5]  # the damaged frame is never delivered as good
+    assert "003.jpg" in cap.last_error and "skipped" in cap.last_error
+
+
+def test_errors_and_names_carry_no_credentials():
+    def refuse():
+        raise InputError("cannot open rtsp://admin:hunter2@10.0.0.7/s1: connection refused")
+
+    cap = Capture("rtsp://admin:hunter2@10.0.0.7/s1", opener=refuse, retry_first_open=False).start()
+    assert list(cap.frames(timeout=0.2)) == []
+    assert "hunter2" not in cap.last_error and "rtsp://***@10.0.0.7/s1" in cap.last_error
+    assert "hunter2" not in cap.name
 
 
 @pytest.mark.parametrize("url", ["camera:x", "camera:"])

@@ -129,3 +129,40 @@ def test_every_frame_on_a_folder_gives_engine_track_masks(ort_tracker, modelset_
         assert np.array_equal(result.objects[0].mask, want), f"frame {frame.frame_id}"
         n += 1
     assert n == 16 and cap.dropped == 0
+
+
+def test_a_new_frame_size_carries_every_object_over_under_its_id(fake_tracker):
+    """A camera switched to another profile: the session starts a new stream on the first frame of the new
+    size, each object prompted there with its last mask, resized; tracking goes on with the same ids."""
+    s = LiveSession(fake_tracker, "cam", held_frames=3, max_objects=4)
+    big, small = _frames(4, 48, 64), _frames(4, 30, 40)
+    _feed(s, big, [0, 1])
+    s.prompt(1, 1, box=[5, 5, 40, 30])
+    s.prompt(1, 2, points=[[30, 20]], labels=[1])
+    before = _feed(s, big[2:], [2])[0]
+    want = {o.obj_id: o.mask for o in before.objects}
+    changed = _feed(s, small, [3])[0]  # the first frame of the new size
+    assert s.size_changes == 1 and s.video_hw == (30, 40) and s.obj_ids == [1, 2]
+    assert [o.obj_id for o in changed.objects] == [1, 2] and changed.objects[0].mask.shape == (30, 40)
+    for o in changed.objects:  # the carried mask: the old one at the new size (nearest neighbour)
+        import cv2
+
+        resized = cv2.resize(want[o.obj_id].astype(np.uint8), (40, 30), interpolation=cv2.INTER_NEAREST) > 0
+        assert o.mask.any() and np.array_equal(o.mask, resized)
+    assert 0 in s.stream.state.objects[1].bank.temp_cond  # a conditioning frame of the new stream
+    after = _feed(s, small[1:], [4, 5])
+    assert all([o.obj_id for o in r.objects] == [1, 2] and r.objects[0].mask.shape == (30, 40) for r in after)
+    assert s.held_frame_ids() == [3, 4, 5]
+    with pytest.raises(FrameNotHeldError):  # frames of the old size are not held any more
+        s.prompt(2, 1, points=[[5, 5]], labels=[1])
+
+
+def test_an_object_with_no_mask_to_carry_is_dropped_and_said(modelset, caplog):
+    absent = Tracker(modelset, FakeStages(modelset, present=False))  # every mask empty
+    s = LiveSession(absent, "cam", held_frames=3)
+    _feed(s, _frames(2, 48, 64), [0])
+    s.prompt(0, 7, points=[[5, 5]], labels=[1])
+    with caplog.at_level("WARNING", logger="engine.live"):
+        result = _feed(s, _frames(2, 30, 40), [1])[0]
+    assert s.obj_ids == [] and result.objects == [] and s.dropped_on_resize == [7]
+    assert "objects [7] dropped (no mask to carry)" in caplog.text

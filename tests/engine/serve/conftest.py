@@ -42,6 +42,25 @@ def wait_for(check, timeout: float = 10.0, what: str = "condition"):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def api_client(app, **kwargs):
+    """An in-process client of the app, addressed as 127.0.0.1 (a Host the default allow-list serves), for
+    HTTP and WebSockets alike (Starlette's client would send `Host: testserver` for a relative ws path)."""
+    from fastapi.testclient import TestClient
+
+    class Client(TestClient):
+        def websocket_connect(self, url: str, *args, **kw):
+            return super().websocket_connect(url if "://" in url else "ws://127.0.0.1" + url, *args, **kw)
+
+    return Client(app, base_url="http://127.0.0.1", **kwargs)
+
+
+def bearer_subprotocol(token: str) -> str:
+    """The WebSocket subprotocol that carries a token, as the page sends it beside "sam2-edge"."""
+    import base64
+
+    return "sam2-edge.bearer." + base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now, for a server a test starts."""
     with socket.socket() as s:

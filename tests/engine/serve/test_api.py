@@ -7,12 +7,13 @@ import re
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from pycocotools import mask as mask_utils
+from starlette.websockets import WebSocketDisconnect
 
 from engine.outputs import coco_rle
-from engine.serve.app import ClientQueue, create_app
-from tests.engine.serve.conftest import make_service, wait_for
+from engine.serve.app import create_app
+from engine.serve.routes.results import ClientQueue
+from tests.engine.serve.conftest import api_client, bearer_subprotocol, make_service, wait_for
 
 TOKEN = "t" * 20
 
@@ -22,7 +23,7 @@ def api(modelset, frame_folder):
     service = make_service(modelset, [{"id": "cam", "url": str(frame_folder), "realtime": "latest", "fps": 50}],
                            limits={"objects_per_source": 2, "frames_held": 4, "request_bytes": 20_000})
     service.start()
-    client = TestClient(create_app(service))
+    client = api_client(create_app(service))
     wait_for(lambda: service.sources["cam"].session.tracked >= 6, what="frames tracked")
     yield client, service
     service.stop()
@@ -116,11 +117,9 @@ def test_unknown_things_and_oversized_bodies(api):
     assert client.post("/sources/nope/prompts", json={"frame_id": 1, "obj_id": 1, "box": [1, 1, 5, 5]}).status_code == 404
     assert client.get("/sources/cam/frame.jpg", params={"frame_id": 0}).status_code == 409
     big = {"frame_id": 1, "obj_id": 1, "points": [[1, 1]] * 5000, "labels": [1] * 5000}
-    r = client.post("/sources/cam/prompts", json=big)
+    r = client.post("/sources/cam/prompts", json=big)  # says its length: refused before it is read
     assert r.status_code == 413 and "limits.request_bytes" in r.text
-    r = client.post("/sources/cam/prompts", content=b"{" * 30_000, headers={"content-type": "application/json",
-                                                                          "transfer-encoding": "chunked"})
-    assert r.status_code == 413
+    # a body that does not say its length (chunked) is counted as it arrives: tests/engine/serve/test_security.py
 
 
 def test_a_token_guards_everything_but_health(modelset, frame_folder):
@@ -128,7 +127,7 @@ def test_a_token_guards_everything_but_health(modelset, frame_folder):
                            server={"host": "0.0.0.0", "token": TOKEN})
     service.start()
     try:
-        client = TestClient(create_app(service))
+        client = api_client(create_app(service))
         assert client.get("/healthz").status_code == 200
         assert client.get("/sources").status_code == 401
         # the page carries no data (it asks for the token, then calls the API), and loads nothing from elsewhere
@@ -141,10 +140,16 @@ def test_a_token_guards_everything_but_health(modelset, frame_folder):
         assert client.get("/sources", headers={"Authorization": "Bearer wrong-token-xxxxxxx"}).status_code == 401
         assert client.get("/sources", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         assert client.get("/metrics", params={"token": TOKEN}).status_code == 200
-        with pytest.raises(Exception):  # noqa: B017 - the server closes the socket (1008) before accepting
-            with client.websocket_connect("/sources/cam/results") as ws:
-                ws.receive_text()
+        for refused in ({}, {"subprotocols": ["sam2-edge", bearer_subprotocol("wrong-token-xxxxxxx")]}):
+            with pytest.raises(WebSocketDisconnect) as closed:  # refused at the handshake, as a policy violation
+                with client.websocket_connect("/sources/cam/results", **refused) as ws:
+                    ws.receive_text()
+            assert closed.value.code == 1008, refused
         with client.websocket_connect(f"/sources/cam/results?token={TOKEN}") as ws:
+            assert json.loads(ws.receive_text())["source"] == "cam"
+        # the page's way: the token as a subprotocol beside "sam2-edge", which the server selects (never the token)
+        with client.websocket_connect("/sources/cam/results", subprotocols=["sam2-edge", bearer_subprotocol(TOKEN)]) as ws:
+            assert ws.accepted_subprotocol == "sam2-edge"
             assert json.loads(ws.receive_text())["source"] == "cam"
     finally:
         service.stop()

@@ -21,7 +21,9 @@ CALLS: Counter = Counter()
 @pytest.fixture(scope="module")
 def fuzz_service(modelset, frame_folder):
     service = make_service(modelset, [{"id": "cam", "url": str(frame_folder), "fps": 25}],
-                           limits={"frames_held": 8, "objects_per_source": 4, "request_bytes": 50_000})
+                           limits={"frames_held": 8, "objects_per_source": 4, "request_bytes": 50_000,
+                                   "prompts_per_second": 1000, "prompt_burst": 1000},
+                           server={"allowed_hosts": ["testserver", "localhost", "127.0.0.1"]})  # its test client's
     service.start()
     wait_for(lambda: service.sources["cam"].session.tracked >= 2, what="frames tracked")
     yield service

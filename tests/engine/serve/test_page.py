@@ -1,5 +1,7 @@
 """The live page in a real browser: Debian's Chromium driven by Playwright, against `python -m engine.serve`
-on the calibrated test model set (256²) and a looping clip, with a token.
+on the calibrated test model set (256²) and a looping clip, with a token, and a camera whose password is in
+the deployment file (it cannot be reached). After the session the server's whole log, at info level, holds
+neither the token nor the password.
 
 One test walks the page as a person does (each step timed, printed at the end): the token asked once; a
 click on the car adds an object on the frame on screen; its results arrive over the WebSocket and the page
@@ -33,6 +35,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]
 TOKEN = "a-page-test-token-0123"
+SECRET = "hunter2pass"
 CAR = (420, 250)  # the car in the DAVIS clip's first frames, in frame pixels
 FRAME_W, FRAME_H = 854, 480
 OBJ1_RGB = (128, 0, 0)  # the DAVIS palette's colour 1
@@ -58,11 +61,12 @@ def server(modelset_dir, tmp_path):
     port = free_port()
     config.write_text(json.dumps({
         "engine": {"model": str(modelset_dir), "backend": {"name": "onnxruntime", "device": "cpu"}},
-        "sources": [{"id": "davis", "url": str(frames), "realtime": "latest", "loop": True, "fps": 10}],
+        "sources": [{"id": "davis", "url": str(frames), "realtime": "latest", "loop": True, "fps": 10},
+                    {"id": "door", "url": f"rtsp://admin:{SECRET}@127.0.0.1:{free_port()}/stream1"}],
         "limits": {"frames_held": 6}, "server": {"port": port}}))
     env = {**os.environ, "SAM2_EDGE_TOKEN": TOKEN}
     log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "engine.serve", "--config", str(config), "--log-level", "warning"],
+    proc = subprocess.Popen([sys.executable, "-m", "engine.serve", "--config", str(config), "--log-level", "info"],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
 
@@ -132,6 +136,11 @@ def painted(page) -> dict:
     }""")
 
 
+def mask_of(msg: dict, obj_id: int) -> np.ndarray:
+    o = next(o for o in msg["objects"] if o["obj_id"] == obj_id)
+    return mask_utils.decode({"size": o["mask"]["size"], "counts": o["mask"]["counts"].encode()}).astype(bool)
+
+
 def union_area(msg: dict) -> int:
     masks = [mask_utils.decode({"size": o["mask"]["size"], "counts": o["mask"]["counts"].encode()}) for o in msg["objects"]]
     return int(np.logical_or.reduce(masks).sum()) if masks else 0
@@ -194,12 +203,21 @@ def test_the_page_prompts_a_live_source_in_a_real_browser(browser, server, tmp_p
     wait_for(draws_a_tracked_result([1], page, results, after=shown), 20, "the page to draw a tracked frame's mask")
     step("results over the WebSocket; the page draws a tracked frame's mask")
 
-    # a negative point on object 1 (selected since its click), on the frame on screen
+    # a negative point on object 1 (selected since its click), on the frame on screen, inside its mask
     page.click("#pause")
     shown = frame_on_screen(page)
-    view.click(position=at(view, 40, 40), modifiers=["Shift"])
+    tracked = results.track[shown]
+    inside = mask_of(tracked, 1)
+    ys, xs = np.nonzero(inside)
+    k = len(ys) // 2
+    view.click(position=at(view, float(xs[k]), float(ys[k])), modifiers=["Shift"])
     wait_for(lambda: any(p["frame_id"] == shown for p in results.prompts), 10, "the correction's result")
+    corrected = next(p for p in results.prompts if p["frame_id"] == shown)
     assert page.is_hidden("#message") or "refused" not in page.text_content("#message-text")
+    after = mask_of(corrected, 1)
+    assert not np.array_equal(after, inside)  # the correction changed object 1's mask on that frame
+    drawn = painted(page)  # and the page shows the corrected mask, not the tracked one
+    assert drawn["frame_id"] == shown and drawn["n"] == int(after.sum())
     page.click("#pause")
     step("shift-click: a negative point corrects object 1")
 
@@ -263,6 +281,14 @@ def test_the_page_prompts_a_live_source_in_a_real_browser(browser, server, tmp_p
     step("server stopped: the page says the connection is lost")
     results.close()
     assert not errors, errors
+
+    # the server's whole log: it logged the session (access lines, the camera's failures), and no secret
+    proc.wait(30)
+    log = (tmp_path / "serve.log").read_text()
+    assert "GET /sources/davis" in log and "/sources/davis/results" in log and "source door" in log
+    assert TOKEN not in log and SECRET not in log, [line for line in log.splitlines() if TOKEN in line
+                                                   or SECRET in line][:5]
+    assert "Traceback" not in log and "CancelledError" not in log, log[-2000:]
 
     report("\n".join([f"live page in Chromium ({shutil.which('chromium') or CHROMIUM}):",
                        *(f"  {s:6.2f} s  {name}" for name, s in steps),

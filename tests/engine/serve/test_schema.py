@@ -18,12 +18,19 @@ def _dep(**over):
     return parse_deployment(data)[0]
 
 
-def test_the_shipped_example_is_valid():
+def test_the_shipped_example_is_valid_and_runs_from_a_fresh_clone():
+    """Its model set is the one the README's set-up builds, and its file source ships with the project."""
+    import subprocess
+
     dep, engine = load_deployment(ROOT / "configs" / "serve-example.yaml")
-    assert [s.id for s in dep.sources] == ["cam0", "recording"]
-    assert [s.policy for s in dep.sources] == ["latest", "every_frame"]
+    assert [s.id for s in dep.sources] == ["recording"] and dep.sources[0].policy == "every_frame"
     assert engine.backend.name == "openvino" and dep.server.host == "127.0.0.1"
-    assert Path(dep.sources[1].url).is_absolute() and dep.sinks.jsonl.dir.endswith("runs/live")
+    assert engine.model.resolve() == (ROOT / "models" / "sam2.1_hiera_tiny").resolve()  # the set-up builds it
+    clip = Path(dep.sources[0].url)
+    assert clip.is_absolute() and clip.is_file() and dep.sinks.jsonl.dir.endswith("runs/live")
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(clip.resolve().relative_to(ROOT))], cwd=ROOT,
+                             capture_output=True)
+    assert tracked.returncode == 0, f"{clip} is not in the repository"
 
 
 def test_policies_default_by_source_kind():

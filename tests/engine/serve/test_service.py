@@ -89,11 +89,11 @@ def test_jsonl_files_rotate_by_size_with_whole_lines(modelset, frame_folder, tmp
     try:
         held = wait_for(lambda: service.sources["cam"].session.held_frame_ids(), what="a frame")
         service.prompt("cam", held[-1], 1, box=[10, 10, 100, 100])
-        wait_for(lambda: (tmp_path / "runs" / "cam.2.jsonl").exists(), what="two rotations")
+        wait_for(lambda: (tmp_path / "runs" / "cam.jsonl.2").exists(), what="two rotations")
     finally:
         service.stop()
     files = sorted((tmp_path / "runs").iterdir())
-    assert [f.name for f in files] == ["cam.1.jsonl", "cam.2.jsonl", "cam.jsonl"]  # keep 2 rotated files
+    assert [f.name for f in files] == ["cam.jsonl", "cam.jsonl.1", "cam.jsonl.2"]  # keep 2 rotated files
     for f in files:
         text = f.read_text()
         assert text.endswith("\n") and len(text.encode()) <= 2000 + 1000
