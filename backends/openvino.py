@@ -145,6 +145,8 @@ class OpenVinoBackend(Backend):
         if device.startswith("CPU"):
             if self.config.threads:
                 cfg["INFERENCE_NUM_THREADS"] = int(self.config.threads)
+            if self.config.cpu_pinning is not None:
+                cfg["ENABLE_CPU_PINNING"] = bool(self.config.cpu_pinning)
         if self.config.num_streams:
             cfg["NUM_STREAMS"] = int(self.config.num_streams)
         return cfg
@@ -177,6 +179,7 @@ class OpenVinoBackend(Backend):
             "threads": self.config.threads,
             "performance_hint": self.config.performance_hint,
             "num_streams": self.config.num_streams,
+            "cpu_pinning": self.config.cpu_pinning,
             "cache_dir": self.config.cache_dir,
             **self._describe_common(),
         }

@@ -20,7 +20,9 @@ from engine.modelset import STAGES
 
 TOP_KEYS = ("model", "backend", "stages", "tracker")
 BACKEND_KEYS = ("name", "device", "precision", "threads", "performance_hint", "num_streams", "cache_dir",
-                "provider_options", "io_binding", "cuda_graph", "keep_on_device", "fallback")
+                "provider_options", "io_binding", "cuda_graph", "keep_on_device", "spin_wait", "cpu_pinning",
+                "fallback")
+RUNTIME_ONLY = {"spin_wait": "onnxruntime", "cpu_pinning": "openvino"}  # keys one runtime honours
 ORT_DEVICES = ("cpu", "cuda", "tensorrt", "directml", "dml")
 OV_DEVICE_RE = re.compile(r"^(CPU|GPU(\.\d+)?|NPU|AUTO|(AUTO|MULTI|HETERO):[A-Z0-9.,]+)$")
 OV_DEVICES_TEXT = "CPU, GPU, GPU.<n>, NPU, AUTO, AUTO:<dev>,<dev>"
@@ -112,6 +114,8 @@ def _backend(d: dict[str, Any], parent: BackendConfig, base: Path | None, source
     cfg = parent
     if "name" in d:
         cfg = replace(cfg, name=_choice(d["name"], BACKEND_NAMES, source, f"{key}.name"))
+        if cfg.name != parent.name:  # another runtime: the parent's settings of its own runtime do not carry
+            cfg = replace(cfg, spin_wait=None, cpu_pinning=None)
     if "device" in d:
         cfg = replace(cfg, device=d["device"])
     if not isinstance(cfg.device, str):
@@ -153,6 +157,12 @@ def _backend(d: dict[str, Any], parent: BackendConfig, base: Path | None, source
     if cfg.keep_on_device and (cfg.name != "onnxruntime" or cfg.device.lower() not in ("cpu", "cuda", "tensorrt")):
         raise ConfigError(f"{_where(source, key + '.keep_on_device')}: values are kept on the device by onnxruntime "
                           f"on cpu, cuda or tensorrt; this backend is {cfg.name} on {cfg.device}")
+    for name, runtime in RUNTIME_ONLY.items():
+        if name in d:
+            if cfg.name != runtime:
+                raise ConfigError(f"{_where(source, key + '.' + name)}: {name} is an {runtime} setting; this backend "
+                                  f"is {cfg.name}")
+            cfg = replace(cfg, **{name: None if d[name] is None else _bool(d[name], source, f"{key}.{name}")})
     cfg = replace(cfg, fallback=())
     if "fallback" in d:
         if not allow_fallback:

@@ -20,6 +20,8 @@ class ProfiledStages:
         self.log: list[tuple[str, float]] | None = None  # None: not recording
         self.last_memory: tuple[int, int] = (0, 0)  # (memory frames, object pointers) of the last attention
         self.total_s = 0.0  # every call's seconds, recorded or not (a service's share outside the stages)
+        self.calls: dict[str, int] = {}  # per stage: calls so far, and their seconds (always counted)
+        self.seconds: dict[str, float] = {}
 
     def run(self, name: str, inputs: Mapping[str, Any], keep: Collection[str] = ()) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -38,6 +40,8 @@ class ProfiledStages:
     def _record(self, name: str, t0: float) -> None:
         dt = time.perf_counter() - t0
         self.total_s += dt
+        self.calls[name] = self.calls.get(name, 0) + 1
+        self.seconds[name] = self.seconds.get(name, 0.0) + dt
         if self.log is not None:
             self.log.append((name, dt))
 

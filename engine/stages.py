@@ -39,6 +39,24 @@ class HostValues:
         return HostMemoryStore(spec)
 
 
+def _warn_if_int8_saturates(modelset: ModelSet, per_stage: Mapping[str, BackendConfig]) -> None:
+    """An int8 set quantized with full-range weights (NNCF's default, and every set from before
+    `--overflow-fix`) computes something else on a CPU without VNNI; it still runs, so say it loudly."""
+    from engine.cpu import int8_may_saturate
+
+    q = modelset.manifest.provenance.get("quantization") or {}
+    if q.get("precision") != "int8" or q.get("overflow_fix") == "all":
+        return
+    int8_on_cpu = [s for s, p in (q.get("stages") or {}).items()
+                   if p == "int8" and s in per_stage and per_stage[s].device.upper() == "CPU"]
+    if int8_on_cpu and int8_may_saturate():
+        log.warning("%s: int8 stages %s were quantized with full-range weights (overflow fix: %s), and this CPU "
+                    "has no VNNI: its int8 kernels sum pairs of products in 16 bits and can saturate, so the masks "
+                    "depart from the float set's more than the quantization itself makes them. Quantize again "
+                    "with `python -m engine.quantize ... --overflow-fix all` (the default now).", modelset.root,
+                    ", ".join(int8_on_cpu), q.get("overflow_fix", "first-layer, NNCF's default"))
+
+
 class StageSet(HostValues):
     """Loaded stages plus the backend behind each; backends with equal configs are shared."""
 
@@ -80,6 +98,7 @@ class StageSet(HostValues):
                 cls._check_signature(modelset, name, stage)
                 stages[name] = stage
                 log.info("loaded %s on %s in %.2f s", name, made[key].describe(), stage.load_seconds)
+        _warn_if_int8_saturates(modelset, per_stage)
         return cls(modelset, stages, backends)
 
     @staticmethod

@@ -326,9 +326,15 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"no --config given and {DEFAULT_CONFIG} does not exist here")
     if not is_stream_url(args.video):
         open_video(args.video).close()  # a bad video fails before the models load
+    from engine.config import load_config
     from engine.tracker import Tracker
 
-    tracker = Tracker.from_config(config, model=args.model, verify_checksums=True)
+    cfg = load_config(config)
+    if is_stream_url(args.video):  # live: the capture and the tracker share the CPU (engine.live.plan)
+        from engine.live.plan import runtime_settings
+
+        cfg = runtime_settings(cfg)
+    tracker = Tracker.from_config(cfg, model=args.model, verify_checksums=True)
     interrupted = False
     try:
         summary = track_live(args, tracker, prompts) if is_stream_url(args.video) else track_offline(args, tracker, prompts)

@@ -31,7 +31,7 @@ QUICK_MODULES = {
     "tests/engine/test_video.py", "tests/engine/bench/test_flops.py", "tests/engine/test_prefetch.py",
     "tests/engine/test_modelset.py", "tests/engine/test_preprocess.py", "tests/engine/test_stages.py",
     "tests/engine/live/test_capture.py", "tests/engine/serve/test_schema.py", "tests/engine/live/test_redact.py",
-    "tests/engine/serve/test_limits.py", "tests/engine/serve/test_sinks.py",
+    "tests/engine/serve/test_limits.py", "tests/engine/serve/test_sinks.py", "tests/engine/bench/test_probe.py",
 }
 NOT_QUICK_FIXTURES = {"static_modelset_dir", "modelset_1024", "built_tiny_1024", "clips"}
 
@@ -55,6 +55,13 @@ def require_data() -> Path:
     if not has_data():
         pytest.skip(f"test footage not found under {DATA} (set SAM2_EDGE_DATA); .ci/run treats this as a failure")
     return DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _baselines_in_the_run(tmp_path_factory):
+    """engine.bench records stage times alone (engine.baselines) for engine.serve: here into the run's own
+    folder, not the user's cache."""
+    os.environ["SAM2_EDGE_BASELINES"] = str(tmp_path_factory.mktemp("baselines"))
 
 
 @pytest.fixture

@@ -42,6 +42,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", choices=["torch"], help="also time the PyTorch reference on the same weights")
     p.add_argument("--checkpoint", type=Path, help="for --reference with a checkpoint-made model set: the .pt file")
     p.add_argument("--out", type=Path, help="write report.json, report.csv and report.png here")
+    p.add_argument("--probe", nargs="?", const=Path(__file__).resolve().parents[2] / "configs", type=Path,
+                   metavar="FOLDER", help="say which configs of FOLDER (default: configs/) this machine can run, "
+                                          "each refusal's reason, and the CPU's instruction sets; then exit "
+                                          "(with --out: probe.json there)")
     p.add_argument("--single-run", help=argparse.SUPPRESS)
     return p
 
@@ -56,6 +60,19 @@ def _child(spec: RunSpec, argv: list[str], workdir: Path) -> list[dict[str, Any]
         why = error.read_text() if error.is_file() else proc.stdout.strip()[-2000:]
         raise EngineError(f"the {spec.label} run failed: {why}")
     return json.loads(out.read_text())
+
+
+def run_probe(folder: Path, out: Path | None) -> int:
+    from engine.bench.probe import format_probe, probe
+
+    if not folder.is_dir():
+        raise ConfigError(f"--probe {folder}: not a folder of configs")
+    result = probe(folder)
+    print(format_probe(result))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "probe.json").write_text(json.dumps(result, indent=1))
+    return 0
 
 
 def _strip_out(argv: list[str]) -> list[str]:
@@ -80,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--frames must be at least 1 and --warmup at least 0")
     if args.threads is not None and args.threads < 1:
         raise ConfigError("--threads must be at least 1")
+    if args.probe is not None:
+        return run_probe(args.probe, args.out)
     int_list(args.objects, "objects", 1, 64)
     int_list(args.memory_frames, "memory-frames", 1, 64)
     if args.model is None and args.config is not None:  # the config's own model set, as engine.track runs it

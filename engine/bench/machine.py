@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 from typing import Any
 
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_bf16", "amx_int8", "avx_vnni")
+from engine.cpu import cpu_flags, cpu_name
+
+FLAGS = ("avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16",
+         "amx_int8")
 
 
 def machine_info() -> dict[str, Any]:
@@ -20,21 +22,10 @@ def machine_info() -> dict[str, Any]:
         info["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
     except ImportError:
         pass
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        text = cpuinfo.read_text(errors="replace")
-        for line in text.splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-        flags: set[str] = set()
-        for line in text.splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
+    info["cpu"] = cpu_name()
+    flags = cpu_flags()
+    if flags is not None:
         info["cpu_flags"] = {f: f in flags for f in FLAGS}
-    else:
-        info["cpu"] = platform.processor() or platform.machine()
     try:
         import onnxruntime
 

@@ -93,7 +93,8 @@ def single_run(spec: RunSpec, args: argparse.Namespace, model_dir: Path) -> list
     else:
         from engine.stages import StageSet
 
-        stages = StageSet.load(ms, _stage_configs(spec, args))
+        stage_configs = _stage_configs(spec, args)
+        stages = StageSet.load(ms, stage_configs)
         engine_obj, describe = stages, _summarise_backends(stages.describe())
         load_s = time.perf_counter() - t0
     run_name = spec.label
@@ -122,7 +123,20 @@ def single_run(spec: RunSpec, args: argparse.Namespace, model_dir: Path) -> list
                 "int8_stages": [k for k, v in converted.items() if v == "int8"],
                 "converted_stages": converted,  # int8 or fp16 stages of a quantized set (not the PyTorch run's)
             })
+            if spec.runtime != "torch" and n == 1 and m == int(ms.manifest.model["num_maskmem"]):
+                results[-1]["alone_baseline"] = str(_record_alone(ms, stage_configs, results[-1], args))
     return results
+
+
+def _record_alone(ms, stage_configs: dict[str, Any], result: dict[str, Any], args) -> Path:
+    """What engine.serve compares its live stage times with (engine.baselines): one object, full bank."""
+    from engine.baselines import record
+
+    per_call = {name: s["per_call"]["median_ms"] for name, s in result["steady"]["stages"].items()
+                if name in STAGES and s["per_call"]["median_ms"] == s["per_call"]["median_ms"]}
+    video = args.video or "a synthetic clip"
+    return record(ms, stage_configs, per_call, how=f"engine.bench: 1 object, full memory bank, {args.frames} "
+                                                   f"frames after {args.warmup}, {video}")
 
 
 def _stage_configs(spec: RunSpec, args: argparse.Namespace) -> dict[str, Any]:

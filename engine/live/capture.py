@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InputError
+from engine.live.plan import LivePlan
 from engine.live.readers import Reader, camera_index, open_reader
 from engine.live.redact import redact, redact_url
 
@@ -76,7 +77,8 @@ class Capture:
 
     def __init__(self, url: Any, policy: str = "latest", loop: bool = True, fps: float | None = None,
                  backoff: Backoff = Backoff(), queue_frames: int = 4, name: str | None = None,
-                 opener: Callable[[], Reader] | None = None, retry_first_open: bool = True) -> None:
+                 opener: Callable[[], Reader] | None = None, retry_first_open: bool = True,
+                 plan: LivePlan | None = None) -> None:
         if policy not in POLICIES:
             raise InputError(f"capture policy {policy!r} is not one of {', '.join(POLICIES)}")
         if isinstance(url, str) and url.startswith("camera:"):
@@ -86,7 +88,8 @@ class Capture:
         self.name = name or redact_url(url)
         self.policy = policy
         self.backoff = backoff
-        self._open = opener or (lambda: open_reader(url, loop=loop, fps=fps))
+        self.plan = plan or LivePlan()  # how the capture thread shares the CPU with the tracker (engine.live.plan)
+        self._open = opener or (lambda: open_reader(url, loop=loop, fps=fps, decode_threads=self.plan.decode_threads))
         self.state = "connecting"
         self.last_error: str | None = None
         self.frames_in = 0  # frames decoded, across reconnects: the next frame id
@@ -188,6 +191,7 @@ class Capture:
             callback()
 
     def _run(self) -> None:
+        self.plan.lower_this_thread()  # before opening: FFmpeg's decoding threads inherit the priority
         delays = self.backoff.delays()
         opened = False
         while not self._stop.is_set():

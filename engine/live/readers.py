@@ -48,10 +48,12 @@ class OpenCvReader(Reader):
     """A camera (camera:N), an RTSP stream, an HTTP(S) MJPEG stream or an HLS playlist, through OpenCV's
     FFmpeg. Its own buffering is kept to one frame where the backend allows it."""
 
-    def __init__(self, url: str, open_timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, open_timeout_s: float = 10.0, decode_threads: int = 0) -> None:
         target: Any = camera_index(url) if url.startswith("camera:") else url
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(open_timeout_s * 1000)]
+        if decode_threads > 0:  # FFmpeg's decoding threads (0: its choice, one per core)
+            params += [cv2.CAP_PROP_N_THREADS, int(decode_threads)]
         self.cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
         if not self.cap.isOpened():
             raise InputError(f"cannot open {redact_url(url)}: no such camera, or the stream cannot be reached or "
@@ -133,13 +135,13 @@ class IterReader(Reader):
         return next(self._it, None)
 
 
-def open_reader(url: Any, loop: bool = True, fps: float | None = None) -> Reader:
+def open_reader(url: Any, loop: bool = True, fps: float | None = None, decode_threads: int = 0) -> Reader:
     """camera:N, rtsp://, http(s):// (MJPEG, HLS) -> OpenCV; a video file or frame folder -> paced playback;
     anything iterable -> its frames."""
     if isinstance(url, (str, Path)):
         text = str(url)
         if isinstance(url, str) and is_stream_url(text):
-            return OpenCvReader(text)
+            return OpenCvReader(text, decode_threads=decode_threads)
         return PacedReader(open_video(Path(text)), fps, loop)
     if isinstance(url, FrameSource):
         return PacedReader(url, fps, loop, owned=False)

@@ -50,6 +50,10 @@ def parser() -> argparse.ArgumentParser:
                         f"at least {MIN_FRAMES})")
     p.add_argument("--stages", default=",".join(STAGES),
                    help="comma list of the stages to convert; the others are copied as they are (default: all)")
+    p.add_argument("--overflow-fix", choices=("all", "first-layer", "off"), default="all",
+                   help="int8: which layers' weights use 7 bits, so CPUs without VNNI (AVX2) cannot saturate "
+                        "(default all: right on every CPU; first-layer: NNCF's default, one bit more elsewhere, "
+                        "right only with VNNI or AMX)")
     p.add_argument("--out", type=Path, help="output model set (default: <model>_int8 or <model>_fp16)")
     p.add_argument("--force", action="store_true", help="replace the contents of a non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -148,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             target = tmp / ms.manifest.stages[name].file
             if _logical(name, ms) in chosen:
                 t1 = time.perf_counter()
-                _convert(name, _logical(name, ms), ms.stage_path(name), target, args.precision, samples)
+                _convert(name, _logical(name, ms), ms.stage_path(name), target, args.precision, samples,
+                         args.overflow_fix)
                 print(f"  {name}: {target.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t1:.1f} s")
             else:
                 shutil.copyfile(ms.stage_path(name), target)
@@ -174,7 +179,8 @@ def _logical(stage: str, ms: ModelSet) -> str:
     return ATTENTION if static is not None and stage in static.extra_stages else stage
 
 
-def _convert(name: str, kind: str, source: Path, target: Path, precision: str, samples: dict) -> None:
+def _convert(name: str, kind: str, source: Path, target: Path, precision: str, samples: dict,
+             overflow_fix: str = "all") -> None:
     if precision == "int8":
         from engine.quantize.ptq import quantize_stage
 
@@ -182,7 +188,7 @@ def _convert(name: str, kind: str, source: Path, target: Path, precision: str, s
             raise InputError(f"the calibration clip gave no inputs of {name}'s shapes to calibrate it on; "
                               f"use a longer clip (--frames) or more prompts")
         print(f"  quantizing {name} on {len(samples[name])} samples ...", flush=True)
-        quantize_stage(source, samples[name], kind, target)
+        quantize_stage(source, samples[name], kind, target, overflow_fix)
         return
     from engine.quantize.fp16 import convert_stage
 
@@ -197,7 +203,9 @@ def _manifest(ms: ModelSet, stages: dict, chosen: list[str], args: argparse.Name
     if args.precision == "int8":
         import nncf
 
-        tool, method = f"nncf {nncf.__version__}", "post-training static quantization, QDQ int8 ONNX"
+        tool = f"nncf {nncf.__version__}"
+        method = (f"post-training static quantization, QDQ int8 ONNX, overflow fix (7-bit weights) on "
+                  f"{args.overflow_fix} layers")
     else:
         import onnx
 
@@ -207,6 +215,8 @@ def _manifest(ms: ModelSet, stages: dict, chosen: list[str], args: argparse.Name
         "tool": tool, "method": method, "precision": args.precision,
         "source_set": str(ms.root), "stages": {s: args.precision if _logical(s, ms) in chosen else "f32" for s in m.stages},
     }
+    if args.precision == "int8":
+        quantization["overflow_fix"] = args.overflow_fix
     if args.calibration:
         quantization["calibration"] = {
             "video": str(args.calibration), "frames": args.frames, "samples": counts,

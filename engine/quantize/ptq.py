@@ -14,24 +14,32 @@ from engine.errors import ExportError
 # memory encoder is convolutional.
 TRANSFORMER_STAGES = ("image_encoder", "memory_attention", "mask_decoder")
 
+# Which layers get weights in 7 bits instead of 8 (NNCF's overflow fix). A CPU without VNNI (AVX2: most edge
+# PCs) multiplies int8 with vpmaddubsw, which adds pairs of u8 x s8 products into a saturating int16: with
+# full-range weights the sum can clip, and the layer computes something else than its graph says. Half-range
+# weights cannot clip. VNNI and AMX add into int32 and never clip, so there "first-layer" (NNCF's default)
+# keeps one more bit everywhere else; a set made with "all" is right on every CPU.
+OVERFLOW_FIX = {"all": "enable", "first-layer": "first_layer_only", "off": "disable"}
 
-def quantize_stage(source: Path, samples: list[dict[str, np.ndarray]], stage: str, out: Path) -> None:
+
+def quantize_stage(source: Path, samples: list[dict[str, np.ndarray]], stage: str, out: Path,
+                   overflow_fix: str = "all") -> None:
     import nncf
     import onnx
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        AdvancedSmoothQuantParameters,
+        OverflowFix,
+    )
 
     nncf.set_log_level(logging.ERROR)
     model = onnx.load(str(source))
     kind = nncf.ModelType.TRANSFORMER if stage in TRANSFORMER_STAGES else None
-    advanced = None
+    advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix(OVERFLOW_FIX[overflow_fix]))
     if stage == "memory_attention":
-        from nncf.quantization.advanced_parameters import (
-            AdvancedQuantizationParameters,
-            AdvancedSmoothQuantParameters,
-        )
-
         # nncf 3.4's SmoothQuant fails on this graph (it meets a MatMul whose weight it cannot read as a
         # constant: AttributeError in _process_weight_statistics), so it is left out for this stage
-        advanced = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1))
+        advanced.smooth_quant_alphas = AdvancedSmoothQuantParameters(matmul=-1)
     quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples), model_type=kind,
                               advanced_parameters=advanced)
     onnx.save(quantized, str(out))

@@ -55,6 +55,8 @@ def prometheus_text(service: Any, clients: dict[int, tuple[str, Any]]) -> str:
         add("sam2_websocket_dropped_total", "counter", "results dropped for slow clients (connected ones)",
             {"source": sid}, sum(q.dropped for q in queues))
     add("sam2_delivery_errors_total", "counter", "results a sink or client failed to take", {}, service.sink_errors)
+    add("sam2_stages_live_to_alone", "gauge", "the stages' time per frame over the last minute against the same "
+        "calls alone (engine.bench's record; absent until measured)", {}, service.stages_live_to_alone()["ratio"])
     for slots in (service.websocket_clients, service.preview_clients, service.prompts_waiting):
         add("sam2_refused_total", "counter", "requests refused because a limit was full", {"limit": slots.what},
             slots.refused)

@@ -134,6 +134,15 @@ class LimitsSpec(Strict):
                                                                "sources; past it: 429")
 
 
+class LiveSpec(Strict):
+    """How live capture shares the CPU with the tracker (engine.live.plan; defaults measured on 2 cores)."""
+
+    capture_nice: int = Field(10, ge=0, le=19, description="capture threads (and FFmpeg's decoding threads) run "
+                                                           "this much below the tracker's priority (Linux); 0: same")
+    decode_threads: int = Field(1, ge=0, le=64, description="FFmpeg decoding threads per camera or stream (0: one "
+                                                            "per core, FFmpeg's default)")
+
+
 class Deployment(Strict):
     engine: str | dict[str, Any] = Field(description="an engine config file, or its keys (model, backend, "
                                                      "stages, tracker) inline")
@@ -141,6 +150,7 @@ class Deployment(Strict):
     sinks: SinksSpec = SinksSpec()
     server: ServerSpec = ServerSpec()
     limits: LimitsSpec = LimitsSpec()
+    live: LiveSpec = LiveSpec()
 
     @model_validator(mode="after")
     def _unique(self) -> Deployment:

@@ -25,6 +25,7 @@ import numpy as np
 
 from engine.errors import InputError
 from engine.live import Backoff, Capture, LiveResult, LiveSession
+from engine.live.plan import LivePlan
 from engine.live.readers import open_reader
 from engine.live.redact import redact, redact_url
 from engine.serve.limits import RateLimit, Slots
@@ -76,6 +77,7 @@ class SourceRunner:
     subscribers: list[Subscriber] = field(default_factory=list)
     errors: int = 0
     last_error: str | None = None  # a tracking error (the capture keeps its own)
+    service_view: Callable[[], dict[str, Any]] | None = None  # the service-wide live/alone ratio
     busy_s: float = 0.0  # worker time on this source's frames
     step_s: float = 0.0  # of which in the tracker's step (the rest: results out, the service's own)
     stage_s: float = 0.0  # of which in the stage models
@@ -95,6 +97,7 @@ class SourceRunner:
                 "latency_ms": {"p50": None if lat is None else round(float(np.percentile(lat, 50)), 1),
                                "p95": None if lat is None else round(float(np.percentile(lat, 95)), 1)},
                 "objects": self.session.obj_ids, "held_frames": _span(self.session.held_frame_ids()),
+                "stages_live_to_alone": self.service_view() if self.service_view else None,
                 "frame_size": (None if self.session.video_hw is None
                                else {"height": self.session.video_hw[0], "width": self.session.video_hw[1]})}
 
@@ -106,11 +109,17 @@ def _span(ids: list[int]) -> dict[str, int] | None:
 class Service:
     """Build with a validated deployment and its engine's tracker; `start()`, then `stop()`."""
 
-    def __init__(self, deployment: Deployment, tracker: Tracker, stage_timer: Callable[[], float] | None = None) -> None:
+    def __init__(self, deployment: Deployment, tracker: Tracker, stage_timer: Callable[[], float] | None = None,
+                 stage_stats: Any = None, alone: dict[str, Any] | None = None) -> None:
         self.deployment = deployment
         self.tracker = tracker
         self.lock = threading.RLock()  # every stage call, from the worker or a prompt
         self._stage_timer = stage_timer  # seconds spent in stages so far (a ProfiledStages' total), if wrapped
+        # live against alone (engine.baselines): the stage set's per-stage counters (a ProfiledStages), the
+        # record engine.bench made of the same stages alone, and snapshots of the counters over the last minute
+        self.stage_stats = stage_stats
+        self.alone = alone
+        self._stage_window: deque[tuple[float, dict[str, int], dict[str, float]]] = deque(maxlen=13)
         self._wake = threading.Condition()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="sam2-serve-worker", daemon=True)
@@ -125,15 +134,17 @@ class Service:
         self.websocket_clients = Slots(lim.websocket_clients, "limits.websocket_clients")
         self.preview_clients = Slots(lim.preview_clients, "limits.preview_clients")
         self.sources: dict[str, SourceRunner] = {}
+        plan = LivePlan(**deployment.live.model_dump())
         for spec in deployment.sources:
             rc = spec.reconnect
             capture = Capture(spec.url, policy=spec.policy, loop=spec.loop, fps=spec.fps, name=spec.id,
-                              backoff=Backoff(rc.initial_s, rc.max_s, rc.stable_s))
+                              backoff=Backoff(rc.initial_s, rc.max_s, rc.stable_s), plan=plan)
             capture.on_frame(self._notify)
             session = LiveSession(tracker, name=spec.id, held_frames=lim.frames_held,
                                   max_objects=lim.objects_per_source, lock=self.lock)
             self.sources[spec.id] = SourceRunner(spec, capture, session,
-                                                 RateLimit(lim.prompts_per_second, lim.prompt_burst))
+                                                 RateLimit(lim.prompts_per_second, lim.prompt_burst),
+                                                 service_view=self.stages_live_to_alone)
         self.sinks: list[Sink] = []
         sinks = deployment.sinks
         if sinks.jsonl is not None:
@@ -248,6 +259,7 @@ class Service:
         runner.last_error = None
         runner.latencies.append(result.latency_s)
         runner.tracked_at.append(time.monotonic())
+        self._snapshot_stages()
         self.publish(runner, result)
         runner.busy_s += time.perf_counter() - t0
         if self._stage_timer:
@@ -261,6 +273,39 @@ class Service:
             except Exception as exc:  # noqa: BLE001 - a failing sink or client must not stop tracking
                 self.sink_errors += 1
                 self._delivery_log.warning("source %s: a result could not be delivered: %s", runner.spec.id, exc)
+
+    # ------------------------------------------------------------------ live against alone
+    def _snapshot_stages(self) -> None:
+        """Every 5 s, the stage counters (a minute of them is kept): the window of `stages_live_to_alone`."""
+        if self.stage_stats is None:
+            return
+        now = time.monotonic()
+        if not self._stage_window or now - self._stage_window[-1][0] >= 5.0:
+            self._stage_window.append((now, dict(self.stage_stats.calls), dict(self.stage_stats.seconds)))
+
+    def stages_live_to_alone(self) -> dict[str, Any]:
+        """The stages' time over the last minute against what the same calls took alone (engine.bench's record
+        for this machine, model set and runtime settings): 1.0 means the capture and the server cost the
+        tracker nothing; 1.25, a quarter more time per frame. None until both are known."""
+        from engine.baselines import expected_alone_s
+        from engine.modelset import STAGES
+
+        out: dict[str, Any] = {"ratio": None, "window_s": None,
+                               "alone": None if self.alone is None else self.alone.get("how")}
+        if self.alone is None:
+            out["alone"] = ("not measured on this machine: run python -m engine.bench --config <the engine config> "
+                            "(with the same runtime settings)")
+            return out
+        if self.stage_stats is None or len(self._stage_window) < 1:
+            return out
+        t0, calls0, secs0 = self._stage_window[0]
+        calls = {st: self.stage_stats.calls.get(st, 0) - calls0.get(st, 0) for st in STAGES}
+        live_s = sum(self.stage_stats.seconds.get(st, 0.0) - secs0.get(st, 0.0) for st in STAGES)
+        alone_s = expected_alone_s(self.alone["per_call_ms"], calls)
+        if alone_s:
+            out["ratio"] = round(live_s / alone_s, 3)
+            out["window_s"] = round(time.monotonic() - t0, 1)
+        return out
 
     # ------------------------------------------------------------------ API operations
     def runner(self, source_id: str) -> SourceRunner:

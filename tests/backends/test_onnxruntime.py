@@ -116,3 +116,12 @@ def test_tensorrt_options_from_the_config(monkeypatch, tmp_path):
     assert trt["device_id"] == "0"
     graph = OnnxRuntimeBackend(BackendConfig(name="onnxruntime", device="cuda", cuda_graph=True))._providers()
     assert graph[0] == ("CUDAExecutionProvider", {"enable_cuda_graph": "1"})
+
+
+@pytest.mark.parametrize("spin", [True, False])
+def test_spin_wait_reaches_the_session(modelset, spin):
+    backend = OnnxRuntimeBackend(BackendConfig(name="onnxruntime", device="cpu", spin_wait=spin))
+    stage = backend.load(modelset.stage_path("memory_encoder"))
+    options = stage.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spin else "0")
+    assert backend.describe()["spin_wait"] is spin

@@ -64,3 +64,11 @@ def test_corrupt_model(tmp_path):
     bad.write_bytes(b"\x00garbage")
     with pytest.raises(ModelSetError, match="openvino cannot read"):
         OpenVinoBackend(BackendConfig(name="openvino")).load(bad)
+
+
+@pytest.mark.parametrize("pinning", [True, False])
+def test_cpu_pinning_reaches_the_plugin(modelset, pinning):
+    backend = OpenVinoBackend(BackendConfig(name="openvino", device="CPU", cpu_pinning=pinning))
+    stage = backend.load(modelset.stage_path("memory_encoder"))
+    assert stage.compiled.get_property("ENABLE_CPU_PINNING") is pinning
+    assert backend.describe()["cpu_pinning"] is pinning

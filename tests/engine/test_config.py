@@ -115,3 +115,27 @@ def test_invalid_yaml(tmp_path):
     p.write_text("backend: {name: [")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(p)
+
+
+def test_runtime_only_keys_are_refused_on_the_other_runtime():
+    cfg = parse_config({"backend": {"name": "onnxruntime", "spin_wait": False},
+                        "stages": {"image_encoder": {"name": "openvino", "device": "CPU", "cpu_pinning": True}}})
+    assert cfg.backend.spin_wait is False and cfg.backend_for("mask_decoder").spin_wait is False
+    enc = cfg.backend_for("image_encoder")  # another runtime: onnxruntime's setting does not carry over
+    assert (enc.name, enc.spin_wait, enc.cpu_pinning) == ("openvino", None, True)
+    with pytest.raises(ConfigError, match="key 'backend.spin_wait': spin_wait is an onnxruntime setting; this "
+                                          "backend is openvino"):
+        parse_config({"backend": {"name": "openvino", "device": "CPU", "spin_wait": False}})
+    with pytest.raises(ConfigError, match="cpu_pinning is an openvino setting"):
+        parse_config({"backend": {"name": "onnxruntime", "cpu_pinning": False}})
+
+
+def test_live_sources_turn_onnxruntime_spinning_off_unless_the_config_says():
+    from engine.live.plan import runtime_settings
+
+    cfg = runtime_settings(parse_config({"backend": {"name": "onnxruntime"},
+                                         "stages": {"mask_decoder": {"spin_wait": True},
+                                                    "image_encoder": {"name": "openvino", "device": "CPU"}}}))
+    assert cfg.backend.spin_wait is False and cfg.backend_for("memory_attention").spin_wait is False
+    assert cfg.backend_for("mask_decoder").spin_wait is True  # said explicitly: kept
+    assert cfg.backend_for("image_encoder").spin_wait is None  # openvino: no such setting

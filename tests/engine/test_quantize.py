@@ -49,6 +49,22 @@ def test_chosen_stages_are_int8_and_the_manifest_says_how(quantized, modelset_di
     fid = q["fidelity"]["per_object"]["1"]
     assert fid["frames"] == 16 and 0.5 < fid["min_iou"] <= fid["mean_iou"] <= 1.0
     assert q["fidelity"]["in_sample"] is True
+    # every layer's weights in 7 bits (the overflow fix), so a CPU without VNNI cannot saturate on them
+    assert q["overflow_fix"] == "all" and "overflow fix (7-bit weights) on all layers" in q["method"]
+    for name in ("memory_encoder", "mask_decoder"):
+        assert 0 < _widest_int8_weight(quantized / f"{name}.onnx") <= 64, name
+
+
+def _widest_int8_weight(path: Path) -> int:
+    """The largest |int8| of the weights a CPU sums in pairs: matrix products and full convolutions (NNCF
+    leaves depthwise convolutions, shape (C, 1, k, k), in full range: no sum runs across channels there)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    weights = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    return max(int(np.abs(w.astype(np.int16)).max()) for w in weights
+               if w.size > 1 and not (w.ndim == 4 and w.shape[1] == 1))
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])

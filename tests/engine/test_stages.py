@@ -55,3 +55,30 @@ def test_a_bf16_stage_runs_where_the_device_has_it_and_is_refused_where_not(mode
         return
     d = StageSet.load(modelset, cfg).describe()
     assert d["memory_encoder"]["effective_precision"] == "bf16" and d["image_encoder"]["effective_precision"] == "f32"
+
+
+@pytest.mark.parametrize("overflow_fix, cpu_saturates, warned", [(None, True, True), ("first-layer", True, True),
+                                                                 ("all", True, False), (None, False, False)])
+def test_an_int8_set_that_can_saturate_here_is_said(modelset_dir, tmp_path, monkeypatch, caplog, overflow_fix,
+                                                     cpu_saturates, warned):
+    """int8 weights in full range saturate the 16-bit pair sums of a CPU without VNNI (AVX2): the set still
+    runs, and loading it says so. Asked of the CPU's flags, faked here either way."""
+    import logging
+    import shutil
+
+    import yaml
+
+    import engine.cpu
+    from engine.modelset import ModelSet
+
+    copy = tmp_path / "int8"
+    shutil.copytree(modelset_dir, copy)
+    raw = yaml.safe_load((copy / "modelset.yaml").read_text())
+    raw["provenance"]["quantization"] = {"precision": "int8", "stages": {"memory_encoder": "int8"},
+                                         **({"overflow_fix": overflow_fix} if overflow_fix else {})}
+    (copy / "modelset.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setattr(engine.cpu, "int8_may_saturate", lambda: cpu_saturates)
+    with caplog.at_level(logging.WARNING, logger="engine"):
+        StageSet.load(ModelSet.load(copy), BackendConfig(name="onnxruntime", device="cpu"), only=("memory_encoder",))
+    said = "this CPU has no VNNI" in caplog.text and "--overflow-fix all" in caplog.text
+    assert said == warned, caplog.text

@@ -164,8 +164,9 @@ def _open_gaps(backoff: Backoff, reader, opens: int) -> list[float]:
     return [b - a for a, b in zip(t, t[1:], strict=False)][:opens - 1]
 
 
-def test_a_source_that_opens_and_fails_at_once_backs_off_more_and_more():
+def test_a_source_that_opens_and_fails_at_once_backs_off_more_and_more(report):
     gaps = _open_gaps(Backoff(0.02, 0.32, stable_s=5), _OpensThenFails, 6)
+    report(f"a source that opens and fails at once, Backoff(0.02, 0.32): waits {[round(g, 3) for g in gaps]} s")
     # waits 0.02, 0.04, 0.08, 0.16, 0.32: an open that delivered for less than stable_s is no reset
     assert gaps[-1] > 6 * gaps[0] and gaps[-1] >= 0.3, gaps
 
@@ -209,3 +210,60 @@ def test_a_malformed_camera_is_refused_at_once(url):
 def test_an_unknown_policy_is_refused():
     with pytest.raises(InputError, match="latest, every_frame"):
         Capture("camera:0", policy="newest")
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="per-thread priority is a Linux feature")
+def test_a_capture_thread_runs_below_the_trackers_priority():
+    """The live plan: a capture thread lowers its own priority (and the decoding threads it starts inherit it),
+    so it fills the inference threads' gaps instead of preempting them; the tracker's thread keeps its own."""
+    import os
+    import threading
+
+    from engine.live.plan import LivePlan
+
+    seen = {}
+
+    class Probe(Reader):
+        finite = True
+
+        def __init__(self) -> None:
+            seen["capture"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            self.left = 1
+
+        def read(self):
+            self.left -= 1
+            return np.zeros((8, 8, 3), np.uint8) if self.left >= 0 else None
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    for nice in (5, 0):
+        cap = Capture(None, opener=Probe, plan=LivePlan(capture_nice=nice)).start()
+        list(cap.frames(timeout=0.5))
+        assert seen["capture"] == min(mine + nice, 19), nice
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+
+
+def test_a_streams_decoding_threads_are_asked_of_ffmpeg(monkeypatch):
+    import cv2
+
+    from engine.live import readers
+
+    opened = {}
+
+    class FakeCapture:
+        def __init__(self, target, api, params):
+            opened["params"] = dict(zip(params[::2], params[1::2], strict=True))
+
+        def isOpened(self):  # noqa: N802 - OpenCV's name
+            return True
+
+        def set(self, *a):
+            return True
+
+        def get(self, prop):
+            return 25.0
+
+    monkeypatch.setattr(readers.cv2, "VideoCapture", FakeCapture)
+    readers.open_reader("rtsp://cam/s", decode_threads=1)
+    assert opened["params"][cv2.CAP_PROP_N_THREADS] == 1
+    readers.open_reader("rtsp://cam/s", decode_threads=0)  # 0: FFmpeg's own choice, nothing asked
+    assert cv2.CAP_PROP_N_THREADS not in opened["params"]

@@ -132,7 +132,7 @@ def test_no_token_or_camera_password_reaches_the_log(serve):
                                                                       or SECRET in line or b64 in line][:5]
 
 
-def test_sigterm_closes_results_clients_at_once_without_a_traceback(serve):
+def test_sigterm_closes_results_clients_at_once_without_a_traceback(serve, report):
     """Before, uvicorn waited its 5 s for the open WebSocket, then cancelled it with a CancelledError
     traceback in the log."""
     from websockets.exceptions import ConnectionClosed
@@ -162,6 +162,8 @@ def test_sigterm_closes_results_clients_at_once_without_a_traceback(serve):
     assert closed.get("code") == 1001, closed
     assert "Traceback" not in log and "CancelledError" not in log and "timeout graceful shutdown" not in log, log
     assert took < 4, took
+    report(f"SIGTERM with a results client connected: the client closed with 1001, exit 0 after {took:.2f} s, "
+           f"no traceback")
 
 
 def test_check_opens_every_source_and_names_those_that_fail(modelset_dir, frame_folder, tmp_path):

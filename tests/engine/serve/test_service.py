@@ -183,3 +183,33 @@ def test_sigterm_and_ctrl_c_stop_cleanly_with_whole_lines(modelset_dir, frame_fo
     text = out.read_text()
     assert text.endswith("\n")
     assert all(json.loads(line)["source"] == "cam" for line in text.splitlines())
+
+
+def test_the_stages_time_live_against_alone(modelset):
+    """engine.serve reports how much slower its stages run than engine.bench measured them alone: the live
+    per-call times against the recorded ones, for the calls it made (any number of objects compares)."""
+    from engine.profiling import ProfiledStages
+    from engine.serve.schema import parse_deployment
+    from engine.serve.service import Service
+    from engine.tracker import Tracker
+
+    stages = ProfiledStages(SlowStages(modelset, 0.02))  # the image encoder takes 20 ms live
+    alone = {"per_call_ms": {"image_encoder": 10.0, "memory_attention": 0.0, "mask_decoder": 0.0,
+                             "memory_encoder": 0.0}, "how": "a record"}
+    dep, _ = parse_deployment({"engine": {"backend": {"name": "onnxruntime"}},
+                               "sources": [{"id": "s", "url": "rtsp://stand-in/s"}]})
+    service = Service(dep, Tracker(modelset, stages), stage_timer=lambda: stages.total_s, stage_stats=stages,
+                      alone=alone)
+    runner = service.sources["s"]
+    runner.capture._open = lambda: IterReader(_fast_source(200, 0.01))
+    assert runner.status()["stages_live_to_alone"]["ratio"] is None  # nothing tracked yet
+    service.start()
+    try:
+        wait_for(lambda: runner.session.tracked >= 15, what="frames")
+        live = runner.status()["stages_live_to_alone"]
+    finally:
+        service.stop()
+    # 20 ms against 10 ms alone (the stand-in's other stages take ~0 either way)
+    assert 1.8 < live["ratio"] < 3.0 and live["alone"] == "a record", live
+    unmeasured = Service(dep, Tracker(modelset, stages), stage_stats=stages)
+    assert "python -m engine.bench --config" in unmeasured.stages_live_to_alone()["alone"]
