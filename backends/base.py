@@ -41,8 +41,9 @@ class BackendConfig:
     cuda_graph: bool = False  # onnxruntime CUDA: capture each stage once, replay it (needs a static set)
     # onnxruntime: outputs that only feed other stages, and the memory bank, stay on the device
     keep_on_device: bool = False
-    # onnxruntime CPU: its worker threads spin after each operator instead of sleeping (None: its default,
-    # on; live sources turn it off, engine.live.plan)
+    # onnxruntime: its worker threads spin after each operator instead of sleeping. ONNX Runtime's own
+    # default is on; the engine's (None) is off: the tracker's host code and a live capture run between the
+    # stage calls, and spinning threads hold the cores they need (benchmarks/README.md, "Live throughput")
     spin_wait: bool | None = None
     cpu_pinning: bool | None = None  # openvino CPU: ENABLE_CPU_PINNING (None: the plugin's default)
     fallback: tuple[BackendConfig, ...] = ()

@@ -224,8 +224,7 @@ class OnnxRuntimeBackend(Backend):
         if self.config.threads:
             so.intra_op_num_threads = int(self.config.threads)
             so.inter_op_num_threads = 1
-        if self.config.spin_wait is not None:
-            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.config.spin_wait else "0")
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.config.spin_wait else "0")
         try:
             session, seconds = timed_load(
                 self._ort.InferenceSession, str(path), sess_options=so, providers=self._providers()
@@ -252,6 +251,6 @@ class OnnxRuntimeBackend(Backend):
             "io_binding": self.config.io_binding or self.config.cuda_graph,
             "cuda_graph": self.config.cuda_graph,
             "keep_on_device": self.config.keep_on_device,
-            "spin_wait": self.config.spin_wait,
+            "spin_wait": bool(self.config.spin_wait),
             **self._describe_common(),
         }

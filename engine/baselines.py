@@ -6,8 +6,8 @@ median time per call of every stage (`record`). `engine.serve` looks up the reco
 (`lookup`) and reports `live / alone`: the time its stages took per frame over the last minute, against
 what the same calls took alone (the per-call medians times the live call counts, so any number of objects
 compares). The key is the model set's stage files (sha256), each stage's runtime settings that change its
-speed (runtime, device, precision, threads, hint, streams, device-side options) and the machine (CPU model
-and core count); settings of the live plan (engine.live.plan) are not in it, since alone means offline.
+speed (runtime, device, precision, threads, hint, streams, spinning, pinning, device-side options) and the
+machine (CPU model and core count); the live plan's capture settings (engine.live.plan) are not in it.
 
 Records are JSON files in `$SAM2_EDGE_BASELINES` (default `~/.cache/sam2-edge/baselines`).
 """
@@ -26,7 +26,7 @@ from engine.cpu import cpu_name
 
 ENV = "SAM2_EDGE_BASELINES"
 KEY_FIELDS = ("name", "device", "precision", "threads", "performance_hint", "num_streams", "io_binding",
-              "cuda_graph", "keep_on_device")
+              "cuda_graph", "keep_on_device", "spin_wait", "cpu_pinning")
 
 
 def baseline_dir() -> Path:
@@ -38,6 +38,7 @@ def baseline_key(modelset: Any, stage_configs: Mapping[str, Any]) -> tuple[str, 
     def settings(c: Any) -> dict[str, Any]:
         d = {f: getattr(c, f, None) for f in KEY_FIELDS}
         d["device"] = str(d["device"]).upper()  # onnxruntime's "cpu" is the CPU as OpenVINO's is
+        d["spin_wait"] = bool(d["spin_wait"])  # None is the engine's default: off
         return d
 
     parts = {"stages": {s: modelset.manifest.stages[s].sha256 for s in sorted(stage_configs)},

@@ -329,12 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.config import load_config
     from engine.tracker import Tracker
 
-    cfg = load_config(config)
-    if is_stream_url(args.video):  # live: the capture and the tracker share the CPU (engine.live.plan)
-        from engine.live.plan import runtime_settings
-
-        cfg = runtime_settings(cfg)
-    tracker = Tracker.from_config(cfg, model=args.model, verify_checksums=True)
+    tracker = Tracker.from_config(load_config(config), model=args.model, verify_checksums=True)
     interrupted = False
     try:
         summary = track_live(args, tracker, prompts) if is_stream_url(args.video) else track_offline(args, tracker, prompts)

@@ -1,20 +1,22 @@
 """How live tracking shares a small CPU: the plan every live source runs with unless its YAML says otherwise.
 
-On a 2-core box the tracker's two inference threads fill both cores, and the capture (decoding the camera)
-must fit in between. Whatever preempts an inference thread stalls the other at the next barrier, so a
-little decoding at the wrong moment costs a lot of inference time (benchmarks/README.md, "Live throughput"):
+On a 2-core box the tracker's inference threads fill both cores, and the capture (decoding the camera)
+must fit in between. Measured on a 2-core AMD EPYC with a real RTSP camera (benchmarks/README.md, "Live
+throughput"), phases of the same run taking turns:
 
-- `capture_nice`: each capture thread lowers its own priority by this much (Linux: per thread; the FFmpeg
-  decoding threads it starts inherit it), so it runs in the inference threads' gaps instead of preempting
-  them. Decoding a camera needs a few percent of a core; it still gets it.
-- `decode_threads`: FFmpeg's decoding threads per camera or stream (0: FFmpeg's choice, one per core), so
-  one camera does not wake a thread on every core for each frame.
-- ONNX Runtime's worker threads spin after each operator by default, holding their cores while idle; for
-  live sources the engine turns it off where the engine config leaves `backend.spin_wait` unset
-  (`runtime_settings`).
+- **ONNX Runtime's worker threads spin** after each operator by its default, holding their cores while
+  the tracker's own Python code (and the capture, and the server) needs them. Spinning made the tracker
+  alone 1.4-1.5x slower, and live tracking slower still; so the engine turns it off for every ONNX Runtime
+  backend, offline and live (`backend.spin_wait: true` turns it back on; backends/base.py).
+- **The capture's priority and FFmpeg's decoding threads** made no difference beyond the machine's noise
+  (OpenVINO, EdgeTAM 512: live/alone 0.79-0.94 whichever way), so both are left as the OS and FFmpeg set
+  them; they are here to try on other machines:
+  - `capture_nice`: each capture thread lowers its own priority by this much (Linux: per thread; the FFmpeg
+    decoding threads it starts inherit it);
+  - `decode_threads`: FFmpeg's decoding threads per camera or stream (0: FFmpeg's choice, one per core).
 
-engine.serve reads it from the deployment's `live:` section; engine.track's live path and Python users
-(`Capture(..., plan=)`) get the defaults.
+engine.serve reads the capture's part from the deployment's `live:` section; engine.track's live path and
+Python users (`Capture(..., plan=)`) get the defaults.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger("engine.live")
@@ -30,8 +32,8 @@ log = logging.getLogger("engine.live")
 
 @dataclass(frozen=True)
 class LivePlan:
-    capture_nice: int = 10
-    decode_threads: int = 1
+    capture_nice: int = 0
+    decode_threads: int = 0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> LivePlan:
@@ -50,14 +52,3 @@ class LivePlan:
             os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + self.capture_nice)
         except OSError as exc:
             log.warning("capture_nice: could not lower the capture thread's priority (%s)", exc)
-
-
-def runtime_settings(engine_cfg: Any) -> Any:
-    """The engine config for live tracking: ONNX Runtime's spinning off where the config leaves it unset
-    (an explicit `spin_wait` is kept)."""
-    def live(bc):
-        bc = replace(bc, fallback=tuple(live(f) for f in bc.fallback))
-        return replace(bc, spin_wait=False) if bc.name == "onnxruntime" and bc.spin_wait is None else bc
-
-    return replace(engine_cfg, backend=live(engine_cfg.backend),
-                   stages={k: live(v) for k, v in engine_cfg.stages.items()})

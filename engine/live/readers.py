@@ -22,6 +22,7 @@ DEFAULT_FOLDER_FPS = 25.0  # a frame folder says nothing of its rate
 class Reader:
     finite = False  # True: None from read() means the source is done (not: reconnect)
     fps: float | None = None
+    channels = "RGB"  # the order read() gives; "BGR": converted where a frame is used (CapturedFrame.image)
     bad_frames = 0  # frames of a file or folder that could not be decoded and were skipped
     last_bad: str | None = None  # what the last of them said
 
@@ -46,7 +47,10 @@ def is_stream_url(url: str) -> bool:
 
 class OpenCvReader(Reader):
     """A camera (camera:N), an RTSP stream, an HTTP(S) MJPEG stream or an HLS playlist, through OpenCV's
-    FFmpeg. Its own buffering is kept to one frame where the backend allows it."""
+    FFmpeg. Its own buffering is kept to one frame where the backend allows it. Frames come in OpenCV's BGR:
+    the capture converts only those it hands on (most of a live source's frames are dropped unseen)."""
+
+    channels = "BGR"
 
     def __init__(self, url: str, open_timeout_s: float = 10.0, decode_threads: int = 0) -> None:
         target: Any = camera_index(url) if url.startswith("camera:") else url
@@ -65,7 +69,7 @@ class OpenCvReader(Reader):
         ok, bgr = self.cap.read()
         if not ok or bgr is None:
             return None
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return bgr
 
     def close(self) -> None:
         self.cap.release()

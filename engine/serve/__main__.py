@@ -57,9 +57,6 @@ def build(config: Path, host: str | None = None, port: int | None = None):
         raise ConfigError(f"--host {server.host} is not a loopback address: set server.token or $SAM2_EDGE_TOKEN")
     if engine_cfg.model is None:
         raise ConfigError(f"the engine config of {config} names no model set (model: <folder>)")
-    from engine.live.plan import runtime_settings
-
-    engine_cfg = runtime_settings(engine_cfg)  # live: onnxruntime's spinning off unless the config says
     ms = ModelSet.load(engine_cfg.model, verify_checksums=True)
     stages = ProfiledStages(StageSet.load(ms, engine_cfg))
     tracker = Tracker(ms, stages, engine_cfg.tracker)

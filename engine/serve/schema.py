@@ -135,12 +135,13 @@ class LimitsSpec(Strict):
 
 
 class LiveSpec(Strict):
-    """How live capture shares the CPU with the tracker (engine.live.plan; defaults measured on 2 cores)."""
+    """How live capture shares the CPU with the tracker (engine.live.plan, where the measurements behind the
+    defaults are)."""
 
-    capture_nice: int = Field(10, ge=0, le=19, description="capture threads (and FFmpeg's decoding threads) run "
-                                                           "this much below the tracker's priority (Linux); 0: same")
-    decode_threads: int = Field(1, ge=0, le=64, description="FFmpeg decoding threads per camera or stream (0: one "
-                                                            "per core, FFmpeg's default)")
+    capture_nice: int = Field(0, ge=0, le=19, description="capture threads (and FFmpeg's decoding threads) run "
+                                                          "this much below the tracker's priority (Linux); 0: same")
+    decode_threads: int = Field(0, ge=0, le=64, description="FFmpeg decoding threads per camera or stream (0: "
+                                                            "FFmpeg's default, one per core)")
 
 
 class Deployment(Strict):

@@ -28,8 +28,9 @@ def test_ready_configs_parse(path):
     suffix = "_fp16" if path.stem.endswith("-fp16") else ""  # fp16 for CUDA: a converted set
     if suffix:
         assert (cfg.backend.name, cfg.backend.device) == ("onnxruntime", "cuda")
-    if path.stem.startswith("edgetam"):  # the EdgeTAM family: its exact set, or the 512² set measured fast
-        assert cfg.model.name == ("edgetam_512" if path.stem.endswith("-fast") else "edgetam" + suffix)
+    if path.stem.startswith("edgetam"):  # the EdgeTAM family: its exact set, or the 512² sets measured fast
+        fast = {"-fast": "edgetam_512", "-int8": "edgetam_512_int8"}
+        assert cfg.model.name == next((m for end, m in fast.items() if path.stem.endswith(end)), "edgetam" + suffix)
     else:
         assert cfg.model.name == "sam2.1_hiera_tiny" + suffix
     assert cfg.tracker.max_cond_frames is None  # Meta's rule: every prompted frame
@@ -130,12 +131,3 @@ def test_runtime_only_keys_are_refused_on_the_other_runtime():
         parse_config({"backend": {"name": "onnxruntime", "cpu_pinning": False}})
 
 
-def test_live_sources_turn_onnxruntime_spinning_off_unless_the_config_says():
-    from engine.live.plan import runtime_settings
-
-    cfg = runtime_settings(parse_config({"backend": {"name": "onnxruntime"},
-                                         "stages": {"mask_decoder": {"spin_wait": True},
-                                                    "image_encoder": {"name": "openvino", "device": "CPU"}}}))
-    assert cfg.backend.spin_wait is False and cfg.backend_for("memory_attention").spin_wait is False
-    assert cfg.backend_for("mask_decoder").spin_wait is True  # said explicitly: kept
-    assert cfg.backend_for("image_encoder").spin_wait is None  # openvino: no such setting

@@ -164,10 +164,9 @@ def test_bench_runs_the_configs_model_and_compares_models(modelset_dir, static_m
     # the run's stage times alone are recorded for engine.serve, found by the config it loads (engine.baselines)
     from engine.baselines import lookup
     from engine.config import load_config
-    from engine.live.plan import runtime_settings
     from engine.modelset import STAGES, ModelSet
 
-    engine_cfg = runtime_settings(load_config(cfg))  # as engine.serve runs it: the live plan is not in the key
+    engine_cfg = load_config(cfg)  # as engine.serve loads it
     alone = lookup(ModelSet.load(modelset_dir), {s: engine_cfg.backend_for(s) for s in STAGES})
     assert alone is not None and alone["per_call_ms"] == {
         s: v["per_call"]["median_ms"] for s, v in report["runs"][0]["steady"]["stages"].items() if s in STAGES}

@@ -267,3 +267,15 @@ def test_a_streams_decoding_threads_are_asked_of_ffmpeg(monkeypatch):
     assert opened["params"][cv2.CAP_PROP_N_THREADS] == 1
     readers.open_reader("rtsp://cam/s", decode_threads=0)  # 0: FFmpeg's own choice, nothing asked
     assert cv2.CAP_PROP_N_THREADS not in opened["params"]
+
+
+def test_a_bgr_frame_is_converted_once_when_used():
+    """Cameras decode to BGR; the conversion waits for the frame's first use (most are dropped unseen)."""
+    from engine.live import CapturedFrame
+
+    bgr = np.zeros((4, 6, 3), np.uint8)
+    bgr[..., 0] = 200  # blue
+    frame = CapturedFrame(0, 0.0, bgr, "BGR")
+    rgb = frame.image
+    assert rgb[0, 0].tolist() == [0, 0, 200] and frame.image is rgb  # converted once, then kept
+    assert CapturedFrame(1, 0.0, bgr).image is bgr  # already RGB: the same array
