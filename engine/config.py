@@ -18,7 +18,7 @@ from backends.base import BACKEND_NAMES, PRECISIONS, BackendConfig
 from engine.errors import ConfigError
 from engine.modelset import STAGES
 
-TOP_KEYS = ("model", "backend", "stages", "tracker")
+TOP_KEYS = ("model", "backend", "stages", "tracker", "detector")
 BACKEND_KEYS = ("name", "device", "precision", "threads", "performance_hint", "num_streams", "cache_dir",
                 "provider_options", "io_binding", "cuda_graph", "keep_on_device", "spin_wait", "cpu_pinning",
                 "fallback")
@@ -60,6 +60,7 @@ class EngineConfig:
     stages: dict[str, BackendConfig] = field(default_factory=dict)  # resolved, one per stage
     tracker: TrackerSettings = TrackerSettings()
     source: str = "<dict>"
+    detector: Any = None  # engine.detect.DetectorSettings: objects found by a detector (None: by people only)
 
     def backend_for(self, stage: str) -> BackendConfig:
         return self.stages.get(stage, self.backend)
@@ -228,7 +229,11 @@ def parse_config(data: Any, base: Path | None = None, source: str = "<dict>") ->
     for stage, d in overrides.items():
         stages[stage] = _backend(d or {}, backend, base, source, f"stages.{stage}")
     tracker = _tracker(data.get("tracker") or {}, source)
-    return EngineConfig(model=model, backend=backend, stages=stages, tracker=tracker, source=source)
+    from engine.detect.settings import parse_detector  # it reads backends with this module's helpers
+
+    detector = parse_detector(data.get("detector"), base, source, engine_backend=backend)
+    return EngineConfig(model=model, backend=backend, stages=stages, tracker=tracker, source=source,
+                        detector=detector)
 
 
 def load_config(path: str | Path) -> EngineConfig:

@@ -117,10 +117,16 @@ class RleWriter:
         self.frames: list[dict[str, Any]] = []
         self._lines = open(out / "masks.jsonl", "w") if streaming else None
 
-    def add(self, frame_idx: int, obj_ids: list[int], masks: np.ndarray, scores: np.ndarray) -> None:
-        entry = {"frame": frame_idx, "objects": [
-            {"obj_id": int(o), "segmentation": coco_rle(m), "area": int(m.sum()), "score": float(s)}
-            for o, m, s in zip(obj_ids, masks, scores, strict=True)]}
+    def add(self, frame_idx: int, obj_ids: list[int], masks: np.ndarray, scores: np.ndarray,
+            infos: list[dict[str, Any] | None] | None = None, events: list[dict[str, Any]] | None = None) -> None:
+        """One frame's objects; with a detector, each object's `infos` (label, det_score, origin, state,
+        det_box) and the frame's events."""
+        infos = infos or [None] * len(obj_ids)
+        entry: dict[str, Any] = {"frame": frame_idx, "objects": [
+            {"obj_id": int(o), "segmentation": coco_rle(m), "area": int(m.sum()), "score": float(s), **(i or {})}
+            for o, m, s, i in zip(obj_ids, masks, scores, infos, strict=True)]}
+        if events:
+            entry["events"] = events
         if self._lines is not None:
             self._lines.write(json.dumps(entry) + "\n")
             self._lines.flush()

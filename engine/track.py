@@ -3,7 +3,11 @@
     python -m engine.track --config configs/openvino-cpu.yaml --video clip.mp4 \\
         --obj-id 1 --point 420,250 --obj-id 2 --box 100,80,300,260 --out out/
 
---frame and --obj-id apply to the prompts that follow them (defaults: frame 0, object 1). Outputs under
+    python -m engine.track --video street.mp4 --detector hog-people --out out/    # nobody clicks
+
+--frame and --obj-id apply to the prompts that follow them (defaults: frame 0, object 1). With a detector
+(--detector, or the config's `detector:` section) objects are found and kept without prompts, prompts
+are optional, and the outputs carry each object's label and the events. Outputs under
 --out: masks/NNNNN.png (indexed, palette colour per object id), masks.json (COCO RLE, pycocotools
 format), overlay.mp4, summary.json. Live sources (camera:N, rtsp://..., http://...) write as they go
 and stop cleanly on Ctrl-C.
@@ -71,10 +75,49 @@ def parser() -> argparse.ArgumentParser:
                    help="replace frames that cannot be decoded by the previous frame, with a warning "
                         "(default: stop with the frame number)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    d = p.add_argument_group("detector (objects found without prompts; overrides the config's detector:)")
+    d.add_argument("--detector", choices=["onnx", "hog-people", "motion", "none"],
+                   help="the detector; none: the config's detector is not used")
+    d.add_argument("--detector-model", type=Path, help="--detector onnx: the detector's .onnx file")
+    d.add_argument("--detect-every", type=int, help="run the detector on every N-th tracked frame")
+    d.add_argument("--classes", help="comma list of wanted class names or ids (default: all)")
+    d.add_argument("--detector-threshold", type=float, help="detections scoring below this are ignored")
     return p
 
 
-def collect_prompts(args: argparse.Namespace) -> list[Prompt]:
+def detector_settings(args: argparse.Namespace, cfg: Any):
+    """The detector of this run: the command line's, else the config's, with the command line's overrides."""
+    from dataclasses import replace
+
+    from engine.detect.settings import parse_detector
+
+    if args.detector == "none":
+        return None
+    overrides: dict[str, Any] = {}
+    if args.detect_every is not None:
+        overrides["every"] = args.detect_every
+    if args.classes:
+        overrides["classes"] = [c.strip() for c in args.classes.split(",") if c.strip()]
+    if args.detector_threshold is not None:
+        overrides["score_threshold"] = args.detector_threshold
+    if args.detector is not None:
+        d = {"kind": args.detector, **overrides}
+        if args.detector_model is not None:
+            d["model"] = str(args.detector_model)
+        return parse_detector(d, Path.cwd(), "the command line", engine_backend=cfg.backend)
+    if args.detector_model is not None:
+        raise ConfigError("--detector-model needs --detector onnx")
+    if cfg.detector is None:
+        if overrides:
+            flag = {"every": "--detect-every", "classes": "--classes",
+                    "score_threshold": "--detector-threshold"}[next(iter(overrides))]
+            raise ConfigError(f"{flag} needs a detector: --detector, or a detector: section in the config")
+        return None
+    checked = parse_detector({"kind": "motion", **overrides}, None, "the command line")  # the keys of every kind
+    return replace(cfg.detector, **{k: getattr(checked, k) for k in overrides})
+
+
+def collect_prompts(args: argparse.Namespace, optional: bool = False) -> list[Prompt]:
     frame, obj_id = 0, 1
     found: list[Prompt] = []
     for kind, value in getattr(args, "events", None) or []:
@@ -91,6 +134,8 @@ def collect_prompts(args: argparse.Namespace) -> list[Prompt]:
             found.append(Prompt(frame, obj_id, mask=Path(value)))
     if args.prompts:
         found += load_prompts_file(args.prompts)
+    if optional and not found:
+        return []
     return finalize_prompts(found)
 
 
@@ -128,17 +173,33 @@ class Outputs:
         self.rle = RleWriter(out, video_hw, source, streaming)
         self.overlay = OverlayWriter(out / "overlay.mp4", video_hw, fps) if video else None
         self.present: dict[int, int] = {}
+        self.labels: dict[int, dict[str, Any]] = {}  # with a detector: each object's label and origin
+        self.events: list[dict[str, Any]] = []
+        self.beyond_png: set[int] = set()  # ids an 8-bit PNG cannot hold (a detector's, on long runs)
         self.frames = 0
 
     def add(self, frame_idx: int, frame: np.ndarray, result) -> None:
+        """A frame's result: the tracker's FrameResult, or a LiveResult (streams, detector runs) whose
+        objects carry their labels and whose frame carries events."""
+        ids = list(result.obj_ids)
+        masks = result.masks if ids else np.zeros((0, *self.video_hw), bool)
         if self.masks_dir:
+            fits = [i for i, o in enumerate(ids) if o <= 255]
+            self.beyond_png.update(o for o in ids if o > 255)
             atomic_write_bytes(self.masks_dir / f"{frame_idx:05d}.png",
-                               indexed_png(label_image(result.masks, result.obj_ids)))
-        self.rle.add(frame_idx, result.obj_ids, result.masks, result.object_scores)
+                               indexed_png(label_image(masks[fits], [ids[i] for i in fits])
+                                           if fits else np.zeros(self.video_hw, np.uint8)))
+        objects = getattr(result, "objects", None)
+        infos = [o.info for o in objects] if objects is not None else None
+        events = [e.to_json() for e in getattr(result, "events", [])]
+        self.rle.add(frame_idx, ids, masks, result.object_scores, infos, events)
         if self.overlay:
-            self.overlay.add(frame, result.obj_ids, result.masks)
-        for obj_id, mask in zip(result.obj_ids, result.masks, strict=True):
+            self.overlay.add(frame, ids, masks)
+        for i, (obj_id, mask) in enumerate(zip(ids, masks, strict=True)):
             self.present[obj_id] = self.present.get(obj_id, 0) + int(mask.any())
+            if infos and infos[i]:
+                self.labels[obj_id] = {"label": infos[i].get("label"), "origin": infos[i].get("origin")}
+        self.events += events
         self.frames += 1
 
     def close(self, complete: bool) -> list[str]:
@@ -226,15 +287,89 @@ def track_offline(args, tracker, prompts: list[Prompt]) -> dict[str, Any]:
     return summary
 
 
-def track_live(args, tracker, prompts: list[Prompt]) -> dict[str, Any]:
+def track_and_prompt(session, frame, pending: list[Prompt]):
+    """Track a frame of a session, then apply the prompts due on it (those of its frame or before, removed
+    from `pending`); the frame's result keeps the events its tracking gave."""
+    result = session.track(frame)
+    events = result.events
+    for p in [p for p in pending if p.frame <= frame.frame_id]:
+        pending.remove(p)
+        mask = read_mask(p.mask, frame.image.shape[:2]) if p.mask is not None else None
+        result = session.prompt(frame.frame_id, p.obj_id, points=p.points or None, labels=p.labels or None,
+                                box=p.box, mask=mask)
+        result.events = events + result.events
+    return result
+
+
+def track_detected(args, tracker, prompts: list[Prompt], settings) -> dict[str, Any]:
+    """A file with a detector: every frame in order through a live session (the stream's rules: a prompt on
+    a tracked frame is a conditioning frame, memory stays bounded), the detector and the identity policy
+    after each; prompts given apply on their frames."""
+    from engine.detect import AutoPrompter
+    from engine.live import CapturedFrame, LiveSession
+
+    if args.reverse:
+        raise InputError("--reverse cannot be used with a detector: objects are found as the video plays forward")
+    source: FrameSource = open_video(args.video)
+    if args.skip_bad_frames:
+        source = TolerantSource(source)
+    n = source.num_frames
+    start = args.start_frame or 0
+    if start >= n:
+        raise InputError(f"--start-frame {start}, but the video has {n} frames (0 to {n - 1})")
+    for p in prompts:
+        if p.frame >= n:
+            raise InputError(f"prompt on frame {p.frame}, but the video has {n} frames (0 to {n - 1})")
+    end = n if args.max_frames is None else min(n, start + args.max_frames + 1)
+    fps = float(getattr(source, "fps", 0) or 25.0)
+    auto = AutoPrompter(settings)
+    session = LiveSession(tracker, name=str(args.video), held_frames=1, max_objects=255, auto=auto)
+    outputs = Outputs(args.out, (source.height, source.width), fps, str(args.video), not args.no_png,
+                      not args.no_video, False)
+    pending = list(prompts)
+    complete = False
+    t0 = time.perf_counter()
+    frames: Any = range(start, end)
+    if not args.quiet:
+        from tqdm import tqdm
+
+        frames = tqdm(frames, desc="tracking", unit="frame")
+    try:
+        for t in frames:
+            image = source.get(t)
+            result = track_and_prompt(session, CapturedFrame(t, t / fps, image), pending)
+            outputs.add(t, image, result)
+        complete = True
+    finally:
+        if hasattr(frames, "close"):
+            frames.close()
+        files = outputs.close(complete)
+        summary = _summary(args, outputs, files, time.perf_counter() - t0, complete, getattr(source, "bad", []),
+                           tracker)
+        errors = getattr(source, "errors", {})
+        summary["bad_frames"] = [{"frame": i, "error": errors[i]} for i in sorted(errors)]
+        summary["detector"] = {**auto.detector.describe(), **auto.status()}
+        summary["memory"] = {"stored_frames": session.stream.state.stored_frames(),
+                             "bytes": session.stream.state.memory_bytes()}
+        _write_summary(args.out, summary)
+        source.close()
+    return summary
+
+
+def track_live(args, tracker, prompts: list[Prompt], settings=None) -> dict[str, Any]:
     """Track a camera or stream: a capture thread keeps the newest frame, so results never fall behind the
     source by more than one tracking time (frames that arrive meanwhile are dropped and counted)."""
     from engine.live import Capture, LiveSession
     from engine.live.redact import redact_url
 
     name = redact_url(args.video)
+    auto = None
+    if settings is not None:
+        from engine.detect import AutoPrompter
+
+        auto = AutoPrompter(settings)
     capture = Capture(args.video, policy="latest", name=name, retry_first_open=False).start()
-    session = LiveSession(tracker, name=name, held_frames=4)
+    session = LiveSession(tracker, name=name, held_frames=4, max_objects=255, auto=auto)
     pending = list(prompts)
     outputs = None
     latencies: list[float] = []
@@ -242,12 +377,7 @@ def track_live(args, tracker, prompts: list[Prompt]) -> dict[str, Any]:
     stopped_by = "end of stream"
     try:
         for frame in capture.frames():
-            result = session.track(frame)
-            for p in [p for p in pending if p.frame <= frame.frame_id]:  # prompts apply when their frame arrives
-                pending.remove(p)
-                mask = read_mask(p.mask, frame.image.shape[:2]) if p.mask is not None else None
-                result = session.prompt(frame.frame_id, p.obj_id, points=p.points or None, labels=p.labels or None,
-                                        box=p.box, mask=mask)
+            result = track_and_prompt(session, frame, pending)
             if outputs is None:
                 outputs = Outputs(args.out, frame.image.shape[:2], capture_fps(capture), name,
                                   not args.no_png, not args.no_video, True)
@@ -274,6 +404,8 @@ def track_live(args, tracker, prompts: list[Prompt]) -> dict[str, Any]:
                        "latency_ms": {"p50": round(1000 * float(np.percentile(latencies, 50)), 1),
                                       "p95": round(1000 * float(np.percentile(latencies, 95)), 1),
                                       "max": round(1000 * max(latencies), 1)}}
+    if auto is not None:
+        summary["detector"] = {**auto.detector.describe(), **auto.status()}
     _write_summary(args.out, summary)
     return summary
 
@@ -308,7 +440,10 @@ def _summary(args, outputs: Outputs, files: list[str], seconds: float, complete:
 
     return {"video": redact(str(args.video)), "complete": complete, "frames": outputs.frames,
             "seconds": round(seconds, 2), "fps": round(outputs.frames / seconds, 3) if seconds > 0 else None,
-            "objects": {str(k): {"frames_present": v} for k, v in sorted(outputs.present.items())},
+            "objects": {str(k): {"frames_present": v, **outputs.labels.get(k, {})}
+                        for k, v in sorted(outputs.present.items())},
+            **({"events": outputs.events} if outputs.events else {}),
+            **({"ids_not_in_png_masks": sorted(outputs.beyond_png)} if outputs.beyond_png else {}),
             "bad_frames_replaced": bad, "outputs": files, "model": tracker.describe()}
 
 
@@ -320,19 +455,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.max_frames is not None and args.max_frames < 0:
         raise ConfigError("--max-frames must be 0 or more")
-    prompts = collect_prompts(args)
     config = args.config or DEFAULT_CONFIG
     if args.config is None and not config.is_file():
         raise ConfigError(f"no --config given and {DEFAULT_CONFIG} does not exist here")
+    from engine.config import load_config
+
+    cfg = load_config(config)
+    detector = detector_settings(args, cfg)
+    prompts = collect_prompts(args, optional=detector is not None)
     if not is_stream_url(args.video):
         open_video(args.video).close()  # a bad video fails before the models load
-    from engine.config import load_config
     from engine.tracker import Tracker
 
-    tracker = Tracker.from_config(load_config(config), model=args.model, verify_checksums=True)
+    tracker = Tracker.from_config(cfg, model=args.model, verify_checksums=True)
     interrupted = False
     try:
-        summary = track_live(args, tracker, prompts) if is_stream_url(args.video) else track_offline(args, tracker, prompts)
+        if is_stream_url(args.video):
+            summary = track_live(args, tracker, prompts, detector)
+        elif detector is not None:
+            summary = track_detected(args, tracker, prompts, detector)
+        else:
+            summary = track_offline(args, tracker, prompts)
     except KeyboardInterrupt:
         interrupted = True
         summary = json.loads((args.out / "summary.json").read_text()) if (args.out / "summary.json").is_file() else {}
@@ -341,7 +484,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{summary.get('frames', 0)} frames in {summary.get('seconds', 0)} s "
           f"({summary.get('fps') or 0:.2f} fps), {state}")
     for obj_id, info in summary.get("objects", {}).items():
-        print(f"  object {obj_id}: present on {info['frames_present']} frames")
+        how = "found by the detector" if info.get("origin") == "detector" else "prompted"
+        label = f" ({info['label']}, {how})" if info.get("label") else ""
+        print(f"  object {obj_id}{label}: present on {info['frames_present']} frames")
+    if summary.get("detector"):
+        d = summary["detector"]
+        print(f"  detector {d['kind']}: {d['runs']} runs, {d['detections']} detections, {d['admitted']} objects "
+              f"admitted, {d['over_cap']} refused over the cap; events {d['events'] or 'none'}")
+    if summary.get("ids_not_in_png_masks"):
+        print(f"  ids above 255 are not in the PNG masks (masks.json has them): {summary['ids_not_in_png_masks']}")
     if summary.get("bad_frames_replaced"):
         print(f"  frames that could not be decoded (replaced by the previous one): {summary['bad_frames_replaced']}")
     print(f"  outputs: {', '.join(summary.get('outputs', []))}, {args.out / 'summary.json'}")

@@ -78,7 +78,9 @@ def _job(entry: Any, where: str, base: Path) -> Job:
         if unknown:
             raise InputError(f"unknown key {unknown[0]!r}; allowed: {', '.join(JOB_KEYS)}")
         raw = entry.get("prompts")
-        if isinstance(raw, str):
+        if raw is None:  # objects come from the config's detector (run_job says so if there is none)
+            found = []
+        elif isinstance(raw, str):
             path = Path(raw) if Path(raw).is_absolute() else base / raw
             found = load_prompts_file(path)
         else:
@@ -94,7 +96,7 @@ def _job(entry: Any, where: str, base: Path) -> Job:
                 if isinstance(entry[key], bool) or not isinstance(entry[key], int) or entry[key] < 0:
                     raise InputError(f"{key} must be an integer >= 0, got {entry[key]!r}")
                 opts[key] = entry[key]
-        return Job(job_id, video, tuple(finalize_prompts(found)), **opts)
+        return Job(job_id, video, tuple(finalize_prompts(found)) if found else (), **opts)
     except InputError as exc:
         return Job(job_id, video, error=f"{where}: {exc}")
 
@@ -135,10 +137,13 @@ def is_complete(out: Path, job_id: str) -> bool:
         return False
 
 
-def run_job(tracker, job: Job, out: Path, no_png: bool = False, no_video: bool = False) -> JobResult:
+def run_job(tracker, job: Job, out: Path, no_png: bool = False, no_video: bool = False,
+            detector=None) -> JobResult:
     """Track one job with `engine.track`'s own code, into `out/<id>/`. What an earlier, interrupted
-    attempt left there is removed first, so outputs are complete or clearly incomplete, never mixed."""
-    from engine.track import track_offline
+    attempt left there is removed first, so outputs are complete or clearly incomplete, never mixed.
+    With a detector (the config's `detector:`), objects are found as in `engine.track --detector`, and a
+    job's prompts are optional."""
+    from engine.track import track_detected, track_offline
 
     name = worker_name()
     job_dir = out / job.id
@@ -149,11 +154,15 @@ def run_job(tracker, job: Job, out: Path, no_png: bool = False, no_video: bool =
     t0 = time.perf_counter()
     if job.error:
         return JobResult(job.id, "failed", name, error=job.error)
+    if not job.prompts and detector is None:
+        return JobResult(job.id, "failed", name, error=f"job {job.id} has no prompts and the config has no "
+                                                       f"detector: give \"prompts\" or add a detector: section")
     args = argparse.Namespace(video=job.video, out=job_dir, reverse=job.reverse, start_frame=job.start_frame,
                               max_frames=job.max_frames, no_png=no_png, no_video=no_video,
                               skip_bad_frames=job.skip_bad_frames, quiet=True)
     try:
-        summary = track_offline(args, tracker, list(job.prompts))
+        summary = (track_detected(args, tracker, list(job.prompts), detector) if detector is not None
+                   else track_offline(args, tracker, list(job.prompts)))
     except EngineError as exc:
         return JobResult(job.id, "failed", name, seconds=time.perf_counter() - t0, error=str(exc))
     except Exception as exc:  # a bug must not take the other jobs down; the ledger keeps its type

@@ -24,9 +24,11 @@ def _worker_main(index: int, config: str, model: str | None, fingerprint: str, o
                  no_video: bool, tasks, events) -> None:
     from engine.batch.jobs import run_job, worker_name
     from engine.batch.worker import load_tracker
+    from engine.config import load_config
 
     try:
         tracker = load_tracker(config, model, fingerprint)
+        detector = load_config(config).detector
     except EngineError as exc:
         events.put(("fatal", index, str(exc)))
         return
@@ -35,7 +37,7 @@ def _worker_main(index: int, config: str, model: str | None, fingerprint: str, o
         job = tasks.get()
         if job is None:
             return
-        result = run_job(tracker, job, Path(out), no_png, no_video)
+        result = run_job(tracker, job, Path(out), no_png, no_video, detector=detector)
         events.put(("done", index, result))
 
 

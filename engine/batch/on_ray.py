@@ -22,8 +22,10 @@ class TrackActor:
     def __init__(self, config: str, model: str | None, fingerprint: str, out: str, no_png: bool,
                  no_video: bool) -> None:
         from engine.batch.worker import load_tracker
+        from engine.config import load_config
 
         self.tracker = load_tracker(config, model, fingerprint)
+        self.detector = load_config(config).detector
         self.out = Path(out)
         self.options = (no_png, no_video)
 
@@ -36,7 +38,7 @@ class TrackActor:
         from engine.batch.jobs import run_job
 
         attempts = _count_attempt(self.out, job.id)
-        result = run_job(self.tracker, job, self.out, *self.options)
+        result = run_job(self.tracker, job, self.out, *self.options, detector=self.detector)
         result.attempts = attempts
         return result
 

@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
                    metavar="FOLDER", help="say which configs of FOLDER (default: configs/) this machine can run, "
                                           "each refusal's reason, and the CPU's instruction sets; then exit "
                                           "(with --out: probe.json there)")
+    p.add_argument("--detector", choices=["onnx", "hog-people", "motion"],
+                   help="also time this detector on the same frames (default: the --config's detector:, if any)")
+    p.add_argument("--detector-model", type=Path, help="--detector onnx: the detector's .onnx file")
     p.add_argument("--single-run", help=argparse.SUPPRESS)
     return p
 
@@ -88,6 +91,21 @@ def _strip_out(argv: list[str]) -> list[str]:
             continue
         clean.append(a)
     return clean
+
+
+def _detector_settings(args: argparse.Namespace) -> Any:
+    from engine.config import load_config
+    from engine.detect.settings import parse_detector
+
+    if args.detector is not None:
+        d: dict[str, Any] = {"kind": args.detector}
+        if args.detector_model is not None:
+            d["model"] = str(args.detector_model)
+        backend = load_config(args.config).backend if args.config else None
+        return parse_detector(d, Path.cwd(), "the command line", engine_backend=backend)
+    if args.detector_model is not None:
+        raise ConfigError("--detector-model needs --detector onnx")
+    return load_config(args.config).detector if args.config else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,6 +188,16 @@ def main(argv: list[str] | None = None) -> int:
         "runs": results,
     }
     print(format_table(results))
+    detector = _detector_settings(args)
+    if detector is not None:
+        from engine.bench.detector import shares, time_detector
+        from engine.bench.runs import _video
+
+        timing = time_detector(detector, _video(args, args.frames + 2))
+        report["detector"] = timing
+        print(f"detector {timing['kind']}: {timing['median_ms']:.1f} ms a run (median of {timing['frames']}) on "
+              f"{timing['frame_hw'][1]} x {timing['frame_hw'][0]} frames")
+        print("\n".join(shares(timing, results)))
     print(f"roofline: this machine's GEMM rate f32 {rates['f32']} GFLOP/s, bf16 {rates['bf16']} GFLOP/s")
     for r in results:
         roof = r["roofline"]

@@ -16,6 +16,11 @@ new size (nearest neighbour), is its mask prompt on that frame, which becomes it
 Memory from before the change is left behind (its features are of another image geometry), and so are
 the held frames: a prompt on one of them is refused as no longer held. An object that never had a
 non-empty mask has nothing to carry and is dropped, which the session logs and counts.
+
+**A detector** (an `engine.detect.AutoPrompter`) makes the session unattended: after each tracked frame
+the identity policy may add objects, re-acquire or remove them on that frame. Results then carry each
+object's label, detector score, origin and state, and the frame's events (entered, lost, reacquired,
+expired, removed). A person's prompts and removals are told to the policy.
 """
 
 from __future__ import annotations
@@ -26,13 +31,16 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from engine.errors import InputError
 from engine.live.capture import CapturedFrame
+
+if TYPE_CHECKING:
+    from engine.detect.auto import AutoPrompter
 from engine.outputs import coco_rle
 from engine.tracker import FrameResult, Tracker
 
@@ -54,10 +62,14 @@ class ObjectResult:
     score: float
     box: list[int] | None  # x0, y0, x1, y1 of the mask (inclusive), None when the mask is empty
     mask: np.ndarray  # H x W bool
+    info: dict[str, Any] | None = None  # with a detector: label, det_score, origin, state, det_box
 
     def to_json(self) -> dict[str, Any]:
-        return {"obj_id": self.obj_id, "present": self.present, "score": round(self.score, 4), "box": self.box,
-                "area": int(self.mask.sum()), "mask": coco_rle(self.mask)}
+        out = {"obj_id": self.obj_id, "present": self.present, "score": round(self.score, 4), "box": self.box,
+               "area": int(self.mask.sum()), "mask": coco_rle(self.mask)}
+        if self.info is not None:
+            out.update(self.info)
+        return out
 
 
 @dataclass
@@ -70,6 +82,7 @@ class LiveResult:
     result_at: float  # wall clock when this result was ready
     objects: list[ObjectResult]
     kind: str = "track"  # "track": a tracked frame; "prompt": the answer to a prompt on a held frame
+    events: list[Any] = field(default_factory=list)  # engine.detect.identity.Event, with a detector
     _json: dict[str, Any] | None = field(default=None, repr=False)
     _text: str | None = field(default=None, repr=False)
 
@@ -97,6 +110,8 @@ class LiveResult:
                           "captured_at": round(self.captured_at, 6), "result_at": round(self.result_at, 6),
                           "latency_ms": round(1000 * self.latency_s, 2),
                           "objects": [o.to_json() for o in self.objects]}
+            if self.events:
+                self._json["events"] = [e.to_json() for e in self.events]
         return self._json
 
     def to_text(self) -> str:
@@ -125,7 +140,7 @@ class LiveSession:
     they take `lock`, which sessions that share one tracker (one loaded stage set) must share."""
 
     def __init__(self, tracker: Tracker, name: str = "source", held_frames: int = 32, max_objects: int = 16,
-                 lock: threading.RLock | None = None) -> None:
+                 lock: threading.RLock | None = None, auto: AutoPrompter | None = None) -> None:
         if held_frames < 1:
             raise InputError(f"held_frames must be at least 1, got {held_frames}")
         self.tracker = tracker
@@ -140,6 +155,8 @@ class LiveSession:
         self.size_changes = 0  # new frame sizes the session followed (objects carried over)
         self.dropped_on_resize: list[int] = []  # objects that had no mask to carry over
         self._last_masks: dict[int, np.ndarray] = {}  # obj_id -> its newest non-empty mask (H x W bool)
+        self.auto = auto
+        self._events: list[Any] = []  # a person's removals, sent with the next result
 
     @property
     def obj_ids(self) -> list[int]:
@@ -172,13 +189,18 @@ class LiveSession:
                                     f"(the last {self.held_frames} tracked frames)")
         return held
 
-    def _live_result(self, result: FrameResult, frame_id: int, captured_at: float, kind: str) -> LiveResult:
-        objects = [ObjectResult(int(o), bool(s > 0), float(s), _box(m), m)
+    def _live_result(self, result: FrameResult, frame_id: int, captured_at: float, kind: str,
+                     events: list[Any] | None = None) -> LiveResult:
+        auto = self.auto
+        objects = [ObjectResult(int(o), bool(s > 0), float(s), _box(m), m,
+                                None if auto is None else auto.object_info(int(o), frame_id))
                    for o, m, s in zip(result.obj_ids, result.masks, result.object_scores, strict=True)]
         for o in objects:
             if o.box is not None:
                 self._last_masks[o.obj_id] = o.mask
-        return LiveResult(self.name, frame_id, captured_at, time.time(), objects, kind)
+        events = self._events + list(events or [])
+        self._events = []
+        return LiveResult(self.name, frame_id, captured_at, time.time(), objects, kind, events)
 
     def _carry_over(self, image: np.ndarray) -> FrameResult:
         """The first frame of a new size: a new stream, each object prompted with its last mask, resized."""
@@ -211,9 +233,22 @@ class LiveSession:
             self._held[frame.frame_id] = _Held(self.stream.frame_idx, frame.captured_at)
             while len(self._held) > self.held_frames:
                 self._held.popitem(last=False)
+            events = None
+            if self.auto is not None:
+                result, events = self.auto.after_track(frame.frame_id, frame.captured_at, frame.image, result,
+                                                       self._prompt_box, self._forget)
             self.tracked += 1
-            self.last = self._live_result(result, frame.frame_id, frame.captured_at, "track")
+            self.last = self._live_result(result, frame.frame_id, frame.captured_at, "track", events)
             return self.last
+
+    def _prompt_box(self, obj_id: int, box: tuple[float, float, float, float]) -> FrameResult:
+        """The policy's box prompt on the frame just tracked."""
+        return self.tracker.add_new_points_or_box(self.stream.state, self.stream.frame_idx, obj_id, box=list(box))
+
+    def _forget(self, obj_id: int) -> None:
+        """The policy expired an object."""
+        self.stream.remove_object(obj_id)
+        self._last_masks.pop(obj_id, None)
 
     def prompt(self, frame_id: int, obj_id: int, points: Any = None, labels: Any = None, box: Any = None,
                mask: np.ndarray | None = None, clear_old_points: bool = True) -> LiveResult:
@@ -232,9 +267,18 @@ class LiveSession:
             else:
                 result = self.tracker.add_new_points_or_box(state, held.index, obj_id, points=points, labels=labels,
                                                             box=box, clear_old_points=clear_old_points)
+            if self.auto is not None:
+                self.auto.person_prompted(obj_id)
             return self._live_result(result, frame_id, held.captured_at, "prompt")
 
     def remove_object(self, obj_id: int) -> None:
+        """A person removes an object; with a detector, nothing is admitted where it was for a while."""
         with self.lock:
             self.stream.remove_object(obj_id)
             self._last_masks.pop(obj_id, None)
+            if self.auto is not None:
+                # the policy's clock is the frames' (capture time; video time for files)
+                frame_id, now = (self.last.frame_id, self.last.captured_at) if self.last else (-1, time.time())
+                event = self.auto.person_removed(obj_id, now, frame_id)
+                if event is not None:
+                    self._events.append(event)

@@ -64,7 +64,8 @@ def build(config: Path, host: str | None = None, port: int | None = None):
     from engine.modelset import STAGES
 
     alone = lookup(ms, {s: engine_cfg.backend_for(s) for s in STAGES})
-    service = Service(dep, tracker, stage_timer=lambda: stages.total_s, stage_stats=stages, alone=alone)
+    service = Service(dep, tracker, stage_timer=lambda: stages.total_s, stage_stats=stages, alone=alone,
+                      engine=engine_cfg)
     return dep, service, create_app(service)
 
 

@@ -44,6 +44,16 @@ def prometheus_text(service: Any, clients: dict[int, tuple[str, Any]]) -> str:
         for state in STATES:
             add("sam2_source_state", "gauge", "1 for the source's state", {**src, "state": state},
                 1.0 if st["state"] == state else 0.0)
+        auto = runner.session.auto
+        if auto is not None:
+            add("sam2_detector_seconds_total", "counter", "time in the source's detector", src, auto.detector_s)
+            add("sam2_detector_runs_total", "counter", "detector runs", src, auto.runs)
+            add("sam2_detections_total", "counter", "detections (before the identity policy)", src, auto.detections)
+            add("sam2_detections_over_cap_total", "counter", "detections not admitted: the source's objects were at "
+                "detector.identity.max_objects", src, auto.policy.over_cap)
+            for kind, count in sorted(auto.events.items()):
+                add("sam2_object_events_total", "counter", "objects entered, lost, reacquired, expired, removed",
+                    {**src, "event": kind}, count)
         if runner.busy_s > 0:
             add("sam2_service_seconds_total", "counter", "worker time on the source's frames", src, runner.busy_s)
             add("sam2_stage_seconds_total", "counter", "of which in the stage models", src, runner.stage_s)

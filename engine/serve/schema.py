@@ -44,6 +44,9 @@ class SourceSpec(Strict):
     fps: float | None = Field(None, gt=0, le=1000, description="files and folders: playback rate (default: the "
                                                                "file's own; folders 25)")
     reconnect: ReconnectSpec = ReconnectSpec()
+    detector: dict[str, Any] | Literal[False] | None = Field(
+        None, description="objects found by a detector on this source: a detector section as in an engine config "
+                          "(kind, every, ..., identity); absent: the engine config's detector, if any; false: none")
 
     @property
     def is_stream(self) -> bool:
@@ -76,6 +79,8 @@ class MqttSinkSpec(Strict):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     topic: str = Field("sam2/{source}/results", description="{source} is replaced by the source id")
+    events_topic: str = Field("sam2/{source}/events", description="a detector's events (entered, lost, "
+                                                                  "reacquired, expired, removed), one a message")
     qos: Literal[0, 1] = Field(0, description="0: at most once (dropped while the broker is away); 1: at least "
                                                "once (kept and resent after a reconnect, up to max_queued)")
     max_queued: int = Field(256, ge=1, le=100_000, description="results waiting for the broker at most; past it "
@@ -216,11 +221,38 @@ def parse_deployment(data: Any, base: Path | None = None, source: str = "<dict>"
                           f"the API needs a bearer token: set server.token or ${TOKEN_ENV}")
     sources = [s.model_copy(update={"url": str(_resolve(s.url, base))}) if not s.is_stream else s
                for s in dep.sources]
+    sources = [_with_detector(s, i, engine, base, source) for i, s in enumerate(sources)]
     sinks = dep.sinks
     if sinks.jsonl is not None:
         sinks = sinks.model_copy(update={"jsonl": sinks.jsonl.model_copy(update={"dir": str(_resolve(sinks.jsonl.dir,
                                                                                                        base))})})
     return dep.model_copy(update={"sources": sources, "sinks": sinks}), engine
+
+
+def _with_detector(spec: SourceSpec, index: int, engine: EngineConfig, base: Path, source: str) -> SourceSpec:
+    """The source's detector section checked now (errors name the key), with its files' paths made absolute."""
+    from engine.detect.settings import parse_detector
+
+    if not spec.detector:
+        return spec
+    raw = dict(spec.detector)
+    parse_detector(raw, base, source, f"sources[{index}].detector", engine_backend=engine.backend)
+    for key in ("model", "class_names"):
+        if isinstance(raw.get(key), str):
+            raw[key] = str(_resolve(raw[key], base))
+    return spec.model_copy(update={"detector": raw})
+
+
+def source_detector(spec: SourceSpec, engine: EngineConfig | None) -> Any:
+    """The detector settings of a source (engine.detect.DetectorSettings), or None."""
+    from engine.detect.settings import parse_detector
+
+    if spec.detector is False:
+        return None
+    if spec.detector is None:
+        return None if engine is None else engine.detector
+    return parse_detector(spec.detector, None, f"source {spec.id}", "detector",
+                          engine_backend=None if engine is None else engine.backend)
 
 
 def _resolve(path: str, base: Path) -> Path:
@@ -240,7 +272,7 @@ class PromptRequest(Strict):
     """Add or correct an object on a frame the source holds (a frame id from a result or the preview)."""
 
     frame_id: int = Field(ge=0)
-    obj_id: int = Field(ge=1, le=255)
+    obj_id: int = Field(ge=1, le=2_147_483_647, description="a new id adds an object; a detector's ids go on past 255")
     points: list[Annotated[list[float], Field(min_length=2, max_length=2)]] | None = Field(
         None, max_length=64, description="clicks [[x, y], ...] in frame pixels")
     labels: list[Literal[0, 1]] | None = Field(None, max_length=64, description="1 positive, 0 negative, per point")

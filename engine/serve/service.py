@@ -29,7 +29,7 @@ from engine.live.plan import LivePlan
 from engine.live.readers import open_reader
 from engine.live.redact import redact, redact_url
 from engine.serve.limits import RateLimit, Slots
-from engine.serve.schema import Deployment, SourceSpec
+from engine.serve.schema import Deployment, SourceSpec, source_detector
 from engine.serve.sinks import JsonlSink, MqttSink, Sink
 from engine.tracker import Tracker
 
@@ -83,6 +83,7 @@ class SourceRunner:
     stage_s: float = 0.0  # of which in the stage models
 
     def status(self) -> dict[str, Any]:
+        auto = self.session.auto
         lat = np.array(self.latencies) * 1000 if self.latencies else None
         t = list(self.tracked_at)
         fps = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
@@ -99,7 +100,18 @@ class SourceRunner:
                 "objects": self.session.obj_ids, "held_frames": _span(self.session.held_frame_ids()),
                 "stages_live_to_alone": self.service_view() if self.service_view else None,
                 "frame_size": (None if self.session.video_hw is None
-                               else {"height": self.session.video_hw[0], "width": self.session.video_hw[1]})}
+                               else {"height": self.session.video_hw[0], "width": self.session.video_hw[1]}),
+                "detector": None if auto is None else {**auto.status(),
+                                                       "detections_per_s": round(self._detections_per_s(), 2)}}
+
+    def _detections_per_s(self) -> float:
+        """Detections a second over the frames tracked lately (the detector's runs among them)."""
+        t = list(self.tracked_at)
+        auto = self.session.auto
+        if auto is None or len(t) < 2 or t[-1] <= t[0]:
+            return 0.0
+        per_frame = auto.detections / max(auto.frames, 1)
+        return per_frame * (len(t) - 1) / (t[-1] - t[0])
 
 
 def _span(ids: list[int]) -> dict[str, int] | None:
@@ -110,7 +122,7 @@ class Service:
     """Build with a validated deployment and its engine's tracker; `start()`, then `stop()`."""
 
     def __init__(self, deployment: Deployment, tracker: Tracker, stage_timer: Callable[[], float] | None = None,
-                 stage_stats: Any = None, alone: dict[str, Any] | None = None) -> None:
+                 stage_stats: Any = None, alone: dict[str, Any] | None = None, engine: Any = None) -> None:
         self.deployment = deployment
         self.tracker = tracker
         self.lock = threading.RLock()  # every stage call, from the worker or a prompt
@@ -140,8 +152,14 @@ class Service:
             capture = Capture(spec.url, policy=spec.policy, loop=spec.loop, fps=spec.fps, name=spec.id,
                               backoff=Backoff(rc.initial_s, rc.max_s, rc.stable_s), plan=plan)
             capture.on_frame(self._notify)
+            detector = source_detector(spec, engine)
+            auto = None
+            if detector is not None:
+                from engine.detect import AutoPrompter
+
+                auto = AutoPrompter(detector)
             session = LiveSession(tracker, name=spec.id, held_frames=lim.frames_held,
-                                  max_objects=lim.objects_per_source, lock=self.lock)
+                                  max_objects=lim.objects_per_source, lock=self.lock, auto=auto)
             self.sources[spec.id] = SourceRunner(spec, capture, session,
                                                  RateLimit(lim.prompts_per_second, lim.prompt_burst),
                                                  service_view=self.stages_live_to_alone)
@@ -322,6 +340,14 @@ class Service:
 
     def remove_object(self, source_id: str, obj_id: int) -> None:
         self.runner(source_id).session.remove_object(obj_id)
+
+    def request_detection(self, source_id: str) -> None:
+        """Run the source's detector on its next tracked frame."""
+        runner = self.runner(source_id)
+        if runner.session.auto is None:
+            raise InputError(f"source {source_id} has no detector: add a detector: section to it or to the engine "
+                             f"config")
+        runner.session.auto.request()
 
     def subscribe(self, source_id: str, callback: Subscriber) -> Callable[[], None]:
         runner = self.runner(source_id)

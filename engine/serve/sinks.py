@@ -7,6 +7,7 @@ line), MQTT messages go into paho's queue, bounded here, and paho's own network 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -166,7 +167,14 @@ class MqttSink:
         if full:
             return
         # never under our lock: paho calls _on_publish holding its own locks, which publish() takes too
-        info = self.client.publish(topic, result.to_text(), qos=self.spec.qos)
+        self._publish(topic, result.to_text())
+        if result.events:
+            events_topic = self.spec.events_topic.replace("{source}", result.source)
+            for event in result.events:
+                self._publish(events_topic, json.dumps({"source": result.source, **event.to_json()}))
+
+    def _publish(self, topic: str, payload: str) -> None:
+        info = self.client.publish(topic, payload, qos=self.spec.qos)
         with self._lock:
             if info.rc == self._ok or (info.rc == self._no_conn and self.spec.qos > 0):
                 self._handed += 1  # QoS 1 while disconnected: kept by paho for the reconnect

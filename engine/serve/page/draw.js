@@ -12,7 +12,7 @@ export function paintMasks(canvas, objects) {
   const w = canvas.width, h = canvas.height;
   const ctx = canvas.getContext("2d");
   const img = ctx.createImageData(w, h);
-  const labels = new Uint8Array(w * h);
+  const labels = new Uint32Array(w * h);  // a detector's ids go past 255
   for (const o of objects) {
     const [mh, mw] = o.mask.size;
     if (mh !== h || mw !== w) continue;
@@ -31,7 +31,7 @@ export function paintMasks(canvas, objects) {
   }
   for (let i = 0; i < labels.length; i++) {
     if (!labels[i]) continue;
-    const c = PALETTE[labels[i]];
+    const c = PALETTE[labels[i] % 256];
     img.data[4 * i] = c[0]; img.data[4 * i + 1] = c[1]; img.data[4 * i + 2] = c[2]; img.data[4 * i + 3] = 255;
   }
   ctx.putImageData(img, 0, 0);

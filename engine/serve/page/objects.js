@@ -19,7 +19,10 @@ export function renderObjects() {
     const sw = Object.assign(document.createElement("span"), { className: "swatch" });
     sw.style.background = css(id);
     const info = Object.assign(document.createElement("span"), { className: "info" });
-    info.textContent = o ? `${o.present ? "present" : "absent"} · score ${o.score.toFixed(2)} · ${o.area} px` : "no result yet";
+    const found = o && o.origin === "detector" ? `${o.label || "object"} (detector${o.det_score != null ? ` ${o.det_score.toFixed(2)}` : ""}) · ` : (o && o.label ? `${o.label} · ` : "");
+    const lost = o && o.state === "lost" ? "lost · " : "";
+    info.textContent = o ? `${found}${lost}${o.present ? "present" : "absent"} · score ${o.score.toFixed(2)} · ${o.area} px` : "no result yet";
+    if (o && o.origin === "detector") li.classList.add("detected");
     const rm = Object.assign(document.createElement("button"), { type: "button", textContent: "Remove", title: `remove object ${id}` });
     rm.addEventListener("click", (ev) => { ev.stopPropagation(); removeObject(id); });
     li.append(sw, Object.assign(document.createElement("b"), { textContent: `#${id}` }), info, rm);

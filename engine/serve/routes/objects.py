@@ -28,7 +28,19 @@ def objects(runner: RunnerDep) -> list[dict[str, Any]]:
     last = {o.obj_id: o for o in (runner.session.last.objects if runner.session.last else [])}
     return [{"obj_id": o, "present": last[o].present if o in last else None,
              "score": round(last[o].score, 4) if o in last else None,
-             "box": last[o].box if o in last else None} for o in runner.session.obj_ids]
+             "box": last[o].box if o in last else None, **((last[o].info or {}) if o in last else {})}
+            for o in runner.session.obj_ids]
+
+
+@router.post("/sources/{source_id}/detect", status_code=202, summary="run the source's detector on its next "
+                                                                   "tracked frame; new objects and events follow "
+                                                                   "on the results")
+def detect(runner: RunnerDep, service: ServiceDep) -> dict[str, Any]:
+    if runner.session.auto is None:
+        raise HTTPException(409, f"source {runner.spec.id} has no detector (a detector: section on the source or "
+                                 f"in the engine config)")
+    service.request_detection(runner.spec.id)
+    return {"source": runner.spec.id, "requested": True}
 
 
 @router.post("/sources/{source_id}/prompts", summary="add or correct an object on a held frame; answers its mask "

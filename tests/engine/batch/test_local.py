@@ -95,3 +95,27 @@ def test_bad_jobs_files(batch_config, tmp_path, capsys):
         code, console = _run(["--config", str(batch_config), "--jobs", str(jobs), "--out", str(tmp_path / "o")],
                              capsys)
         assert code == 2 and message in console, console
+
+
+def test_a_config_with_a_detector_runs_jobs_without_prompts(batch_config, tmp_path, capsys):
+    """engine.batch with the config's detector: jobs need no prompts and their outputs carry labels and
+    events; without a detector, a job without prompts fails alone, saying why."""
+    from engine.bench.identity_clip import IdentityClip
+
+    clip = IdentityClip(num_frames=12).write_frames(tmp_path / "clip")
+    with_detector = tmp_path / "detector.yaml"
+    with_detector.write_text(batch_config.read_text() + "detector: {kind: motion, every: 2}\n")
+    jobs, out = write_jobs(tmp_path / "jobs.jsonl", [{"id": "yard", "video": str(clip)}]), tmp_path / "out"
+    code, console = _run(["--config", str(with_detector), "--jobs", str(jobs), "--out", str(out), "--no-video"],
+                         capsys)
+    assert code == 0, console
+    summary = json.loads((out / "yard" / "summary.json").read_text())
+    assert summary["complete"] and summary["frames"] == 12 and summary["detector"]["kind"] == "motion"
+    assert [e["event"] for e in summary["events"]] == ["entered", "entered"]  # A and B enter in 12 frames
+    assert {o["label"] for o in summary["objects"].values()} == {"motion"}
+
+    code, console = _run(["--config", str(batch_config), "--jobs", str(jobs), "--out", str(tmp_path / "o2"),
+                          "--no-video"], capsys)
+    ledger = read_ledger(tmp_path / "o2")
+    assert code == 1 and ledger[0]["status"] == "failed" and "no prompts and the config has no detector" in \
+        ledger[0]["error"]

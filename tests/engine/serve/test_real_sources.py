@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -182,7 +183,10 @@ def test_an_rtsp_camera_restarted_at_another_frame_size_resumes_with_its_objects
         stop(cam)
 
 
-def test_results_reach_a_real_mosquitto_broker(modelset, frame_folder):
+@contextmanager
+def mosquitto_with_subscriber(topic: str):
+    """A Mosquitto broker on a free port, and a subscriber to `topic` that collects each message as its topic
+    and JSON fields: yields (port, messages)."""
     broker = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
     require_part(broker is not None, "mosquitto is not installed (Debian: mosquitto); .ci/run installs it")
     import paho.mqtt.client as mqtt
@@ -193,9 +197,20 @@ def test_results_reach_a_real_mosquitto_broker(modelset, frame_folder):
         got: list[dict] = []
         sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         sub.on_message = lambda c, u, m: got.append({"topic": m.topic, **json.loads(m.payload)})
-        sub.on_connect = lambda c, u, f, rc, p=None: c.subscribe("sam2/#")
+        sub.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic)
         wait_for(lambda: _connects(sub, port), what="the broker to listen")
         sub.loop_start()
+        try:
+            yield port, got
+        finally:
+            sub.loop_stop()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_results_reach_a_real_mosquitto_broker(modelset, frame_folder):
+    with mosquitto_with_subscriber("sam2/#") as (port, got):
         service = make_service(modelset, [{"id": "door", "url": str(frame_folder), "fps": 25}],
                                sinks={"mqtt": {"host": "127.0.0.1", "port": port}})
         service.start()
@@ -205,15 +220,11 @@ def test_results_reach_a_real_mosquitto_broker(modelset, frame_folder):
             wait_for(lambda: any(m["objects"] and m["kind"] == "track" for m in got), what="MQTT results")
         finally:
             service.stop()
-        sub.loop_stop()
         m = next(m for m in got if m["objects"] and m["kind"] == "track")
         assert m["topic"] == "sam2/door/results" and m["source"] == "door"
         assert m["objects"][0]["obj_id"] == 4 and m["objects"][0]["mask"]["size"] == [120, 160]
         mq = service.sinks[0]
         assert mq.sent >= len(got) > 0
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_mqtt_at_qos1_keeps_results_while_the_broker_is_down_and_sends_them_after(modelset, frame_folder, report):
@@ -323,3 +334,43 @@ def test_engine_track_names_a_camera_that_cannot_be_opened(modelset_dir, tmp_pat
     with pytest.raises(InputError, match=r"gave no frame: cannot open http://127.0.0.1:\d+/none"):
         track_main(["--config", str(cfg), "--video", f"http://127.0.0.1:{free_port()}/none", "--point", "1,1",
                     "--out", str(tmp_path / "o"), "--quiet"])
+
+
+def test_a_detector_finds_objects_on_an_rtsp_camera_and_events_reach_websocket_and_mosquitto(modelset, rtsp_url,
+                                                                                             report):
+    """Unattended: gst-rtsp-server's moving ball, the motion detector on the source, nobody prompts. Objects
+    appear with their label; `entered` arrives on the WebSocket and on Mosquitto's events topic; a person's
+    removal is an event too; the detector's time is in /metrics and its rate in the status."""
+    from engine.serve.app import create_app
+    from tests.engine.serve.conftest import api_client
+
+    url, _ = rtsp_url
+    with mosquitto_with_subscriber("sam2/+/events") as (port, got):
+        service = make_service(modelset, [{"id": "yard", "url": url, "detector": {"kind": "motion", "every": 1}}],
+                               sinks={"mqtt": {"host": "127.0.0.1", "port": port}})
+        service.start()
+        t0 = time.monotonic()
+        try:
+            client = api_client(create_app(service))
+            with client.websocket_connect("/sources/yard/results") as ws:
+                while True:
+                    msg = json.loads(ws.receive_text())
+                    if any(e["event"] == "entered" for e in msg.get("events", [])):
+                        break
+            admitted_s = time.monotonic() - t0
+            entered = next(e for e in msg["events"] if e["event"] == "entered")
+            obj = next(o for o in msg["objects"] if o["obj_id"] == entered["obj_id"])
+            assert obj["label"] == "motion" and obj["origin"] == "detector" and entered["frame_id"] == msg["frame_id"]
+            wait_for(lambda: any(m["event"] == "entered" for m in got), what="the entered event on MQTT")
+            m = next(m for m in got if m["event"] == "entered")
+            assert m["topic"] == "sam2/yard/events" and m["source"] == "yard" and m["obj_id"] == entered["obj_id"]
+            assert client.post("/sources/yard/detect").status_code == 202
+            status = client.get("/sources/yard").json()
+            assert status["detector"]["runs"] >= 1 and status["detector"]["detections_per_s"] > 0
+            assert 'sam2_detector_seconds_total{source="yard"}' in client.get("/metrics").text
+            assert client.delete(f"/sources/yard/objects/{entered['obj_id']}").status_code == 204
+            wait_for(lambda: any(m["event"] == "removed" for m in got), what="the removal on MQTT")
+        finally:
+            service.stop()
+        report(f"RTSP camera with the motion detector, nobody prompting: first object admitted {admitted_s:.2f} s "
+               f"after the service started; {len(got)} events on Mosquitto")

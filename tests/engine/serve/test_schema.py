@@ -90,3 +90,21 @@ def test_an_engine_config_file_is_resolved_beside_the_deployment(tmp_path):
     (tmp_path / "deploy.yaml").write_text("engine: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_deployment(tmp_path / "deploy.yaml")
+
+
+def test_a_source_s_detector_is_checked_at_load_and_overrides_the_engine_s(tmp_path):
+    from engine.serve.schema import source_detector
+
+    with pytest.raises(ConfigError, match=r"sources\[0\].detector.every"):
+        _dep(sources=[{"id": "a", "url": "rtsp://cam/1", "detector": {"kind": "motion", "every": 0}}])
+    model = tmp_path / "det.onnx"
+    model.write_bytes(b"x")
+    dep, engine = parse_deployment({"engine": {"backend": {"name": "openvino"}, "detector": {"kind": "hog-people"}},
+                                    "sources": [{"id": "a", "url": "rtsp://cam/1"},
+                                                {"id": "b", "url": "rtsp://cam/2", "detector": False},
+                                                {"id": "c", "url": "rtsp://cam/3",
+                                                 "detector": {"kind": "onnx", "model": "det.onnx"}}]},
+                                   base=tmp_path)
+    a, b, c = (source_detector(s, engine) for s in dep.sources)
+    assert a.kind == "hog-people" and b is None
+    assert c.kind == "onnx" and c.model == model and c.backend.name == "openvino"  # the engine's runtime
