@@ -51,6 +51,10 @@ class TrackerSettings:
     # offline runs: decode and resize the frame propagation tracks next in a background thread while the
     # stages run on this one (the same input either way; on a GPU the resize takes longer than the stages)
     prefetch_frames: bool = True
+    # how a mask is chosen among the decoder's candidates and which tracked frames are memories:
+    # "meta" (SAM2VideoPredictor's rules) or "samurai" (engine.policies.samurai, its keys under samurai:)
+    policy: str = "meta"
+    samurai: Any = None  # engine.policies.samurai.SamuraiSettings; None: SAMURAI's defaults
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,15 @@ def _tracker(d: Any, source: str) -> TrackerSettings:
         t = replace(t, max_cond_frames=v)
     if "prefetch_frames" in d:
         t = replace(t, prefetch_frames=_bool(d["prefetch_frames"], source, "tracker.prefetch_frames"))
+    if "policy" in d:
+        t = replace(t, policy=_choice(d["policy"], ("meta", "samurai"), source, "tracker.policy"))
+    if d.get("samurai") is not None:
+        from engine.policies.samurai import parse_samurai
+
+        if t.policy != "samurai":
+            raise ConfigError(f"{_where(source, 'tracker.samurai')}: SAMURAI's keys need tracker.policy: samurai "
+                              f"(the policy is {t.policy})")
+        t = replace(t, samurai=parse_samurai(d["samurai"], source))
     return t
 
 

@@ -17,6 +17,8 @@ class Decoded:
     obj_ptr: np.ndarray  # [256]
     object_score: float
     iou: float
+    kf_score: float | None = None  # a motion-aware policy's score of the chosen mask (engine.policies.samurai)
+    candidate: int = 0  # which of the decoder's masks: 0 the single-mask token, 1-3 the multimask ones
 
 
 def stability_score(mask: np.ndarray, delta: float) -> float:
@@ -49,7 +51,7 @@ def select_mask(outputs: dict[str, np.ndarray], multimask: bool, rules: ModelRul
         if not present:
             low_res[:] = NO_OBJ_SCORE
         ptr = mix_no_obj_ptr(ptr, score, rules, no_obj_ptr)
-    return Decoded(low_res=low_res, obj_ptr=ptr, object_score=score, iou=float(ious[best]))
+    return Decoded(low_res=low_res, obj_ptr=ptr, object_score=score, iou=float(ious[best]), candidate=best)
 
 
 def mix_no_obj_ptr(ptr: np.ndarray, score: float, rules: ModelRules, no_obj_ptr: np.ndarray) -> np.ndarray:

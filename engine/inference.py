@@ -14,11 +14,12 @@ import cv2
 import numpy as np
 
 from engine.config import TrackerSettings
-from engine.decode import Decoded, mix_no_obj_ptr, select_mask, use_multimask
+from engine.decode import Decoded, mix_no_obj_ptr, use_multimask
 from engine.errors import ConfigError, InputError
 from engine.memory import FrameOutput, MemoryPlanner
 from engine.memory_store import MemorySpec
 from engine.modelset import ModelSet
+from engine.policies import make_policy
 from engine.postprocess import fill_holes
 from engine.prefetch import FramePrefetcher
 from engine.preprocess import resize_antialias, resize_bilinear
@@ -39,8 +40,9 @@ class FrameInference:
         if self.settings.memory_frames > self.rules.num_maskmem:
             raise ConfigError(f"tracker.memory_frames {self.settings.memory_frames} exceeds the model's "
                               f"num_maskmem {self.rules.num_maskmem}")
+        self.policy = make_policy(self.settings.policy, self.rules, self.settings.samurai, self.image_size)
         self.planner = MemoryPlanner(self.rules, self.constants, self.settings.memory_frames,
-                                     self.settings.max_obj_ptrs, self.settings.max_cond_frames)
+                                     self.settings.max_obj_ptrs, self.settings.max_cond_frames, self.policy)
         if modelset.manifest.static is not None:
             modelset.manifest.static.check_cap(self.planner.max_cond, str(modelset.root))
         self.fill_hole_area = (self.rules.fill_hole_area if self.settings.fill_hole_area is None
@@ -88,7 +90,7 @@ class FrameInference:
         return feats
 
     def _decode(self, embed: Any, feats: FrameFeatures, points: tuple[np.ndarray, np.ndarray] | None,
-                mask_input: np.ndarray | None, multimask: bool) -> Decoded:
+                mask_input: np.ndarray | None, multimask: bool, obj: ObjectState | None = None) -> Decoded:
         if points is None:  # SAM 2 feeds one padding point (label -1) when there are no clicks
             coords, labels = np.zeros((1, 1, 2), np.float32), -np.ones((1, 1), np.int32)
         else:
@@ -103,7 +105,7 @@ class FrameInference:
                            else np.zeros((1, 1, side, side), np.float32)),
             "has_mask_input": np.array([1.0 if has else 0.0], np.float32),
         })
-        return select_mask(out, multimask, self.rules, self.no_obj_ptr)
+        return self.policy.select(out, multimask, obj, self.no_obj_ptr)
 
     def _mask_as_output(self, feats: FrameFeatures, mask: np.ndarray) -> Decoded:
         """SAM2Base._use_mask_as_output: the mask is the output; the decoder only makes its pointer."""
@@ -157,8 +159,9 @@ class FrameInference:
                     keep=("pix_feat_with_mem",))["pix_feat_with_mem"]
             n_points = 0 if points is None else int(points[1].shape[0])
             decoded = self._decode(embed, feats, points, prev_logits,
-                                   use_multimask(self.rules, is_init_cond, n_points))
+                                   use_multimask(self.rules, is_init_cond, n_points), obj)
         maskmem = (self._encode_memory(feats, decoded.low_res, decoded.object_score, points is not None)
                    if run_mem_encoder else None)
         return FrameOutput(pred_masks=fill_holes(decoded.low_res, self.fill_hole_area), obj_ptr=decoded.obj_ptr,
-                           object_score=decoded.object_score, maskmem=maskmem, iou=decoded.iou)
+                           object_score=decoded.object_score, maskmem=maskmem, iou=decoded.iou,
+                           kf_score=decoded.kf_score, candidate=decoded.candidate)

@@ -19,6 +19,8 @@ class FrameOutput:
     object_score: float
     maskmem: Any = None  # what the memory store keeps: [64, a, b] numpy (float32 or bfloat16 bits) or a device value
     iou: float = 0.0
+    kf_score: float | None = None  # a motion-aware policy's score (engine.policies.samurai)
+    candidate: int = 0  # which of the decoder's masks was chosen (engine.decode.Decoded.candidate)
 
     def nbytes(self) -> int:
         return self.pred_masks.nbytes + self.obj_ptr.nbytes + (0 if self.maskmem is None else self.maskmem.nbytes)
@@ -93,12 +95,21 @@ class ObjectMemory:
                    for o in d.values())
 
 
+class _MetaRecent:
+    """The planner's own rule, where no policy is given (engine.policies.meta is the same)."""
+
+    def recent_memories(self, planner, bank, frame_idx, reverse, unselected):
+        return planner.recent_frames(bank, frame_idx, reverse, unselected)
+
+
 class MemoryPlanner:
     """SAM2Base._prepare_memory_conditioned_features, as a pure function of the bank and the model's rules."""
 
     def __init__(self, rules: ModelRules, constants: dict[str, np.ndarray], memory_frames: int,
-                 max_obj_ptrs: int, max_cond_frames: int | None = None) -> None:
+                 max_obj_ptrs: int, max_cond_frames: int | None = None, policy: Any = None) -> None:
         self.rules = rules
+        # which tracked frames are memories: Meta's rule (recent) unless a policy says otherwise
+        self.policy = policy if policy is not None else _MetaRecent()
         # -1: every prompted frame, as Meta's default; a cap keeps the closest ones (static sets need one)
         self.max_cond = rules.max_cond_frames_in_attn if max_cond_frames is None else max_cond_frames
         self.num_maskmem = rules.num_maskmem
@@ -125,10 +136,11 @@ class MemoryPlanner:
             return ((frame_idx - 2) // r) * r - (t_rel - 2) * r
         return -(-(frame_idx + 2) // r) * r + (t_rel - 2) * r
 
-    def plan(self, bank: ObjectMemory, frame_idx: int, num_frames: int | None, reverse: bool) -> MemoryInputs:
-        rules = self.rules
-        selected, unselected = select_closest_cond_frames(frame_idx, bank.cond, self.max_cond)
-        entries: list[tuple[int, int, FrameOutput]] = [(0, t, out) for t, out in selected.items()]
+    def recent_frames(self, bank: ObjectMemory, frame_idx: int, reverse: bool,
+               unselected: dict[int, FrameOutput]) -> list[tuple[int, int, FrameOutput]]:
+        """Meta's rule for the tracked frames in memory: the newest ones (every stride-th beyond the last),
+        each with its temporal slot t_pos."""
+        entries = []
         for t_pos in range(1, self.num_maskmem):
             t_rel = self.num_maskmem - t_pos
             if t_rel > self.recent:
@@ -137,6 +149,13 @@ class MemoryPlanner:
             out = bank.non_cond.get(prev, unselected.get(prev))
             if out is not None:
                 entries.append((t_pos, prev, out))
+        return entries
+
+    def plan(self, bank: ObjectMemory, frame_idx: int, num_frames: int | None, reverse: bool) -> MemoryInputs:
+        rules = self.rules
+        selected, unselected = select_closest_cond_frames(frame_idx, bank.cond, self.max_cond)
+        entries: list[tuple[int, int, FrameOutput]] = [(0, t, out) for t, out in selected.items()]
+        entries += self.policy.recent_memories(self, bank, frame_idx, reverse, unselected)
         entries = [e for e in entries if e[2].maskmem is not None]
 
         ptrs, ptr_pos_raw, ptr_frames = [], [], []

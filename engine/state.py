@@ -30,6 +30,7 @@ class ObjectState:
     masks: dict[int, np.ndarray] = field(default_factory=dict)  # S x S bool mask prompts
     bank: ObjectMemory = field(default_factory=ObjectMemory)
     tracked: dict[int, bool] = field(default_factory=dict)  # frame -> tracked in reverse
+    policy_state: Any = None  # what the tracking policy keeps per object (SAMURAI: its Kalman filter)
 
 
 class InferenceState:

@@ -55,6 +55,8 @@ class Tracker(FrameInference):
                 "memory_frames": self.settings.memory_frames, "max_obj_ptrs": self.settings.max_obj_ptrs,
                 "memory_dtype": self.settings.memory_dtype, "fill_hole_area": self.fill_hole_area,
                 "offline_memory": self.settings.offline_memory, "max_cond_frames": self.planner.max_cond,
+                "policy": self.policy.name,
+                "samurai": (vars(self.policy.settings) if self.policy.name == "samurai" else None),
                 "static_shapes": (self.modelset.manifest.static.to_yaml() if self.modelset.manifest.static
                                   else None),
                 "stage_precision": (self.modelset.manifest.provenance.get("quantization") or {}).get("stages"),
@@ -208,7 +210,7 @@ class Tracker(FrameInference):
                 obj.bank.non_cond[frame_idx] = out
             obj.tracked[frame_idx] = reverse
             if state.bounded:
-                obj.bank.evict(frame_idx, self.planner.window)
+                self.policy.evict(obj.bank, frame_idx, self.planner.window)
             outs.append(out)
         return self._result(state, frame_idx, outs)
 

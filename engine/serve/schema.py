@@ -44,6 +44,11 @@ class SourceSpec(Strict):
     fps: float | None = Field(None, gt=0, le=1000, description="files and folders: playback rate (default: the "
                                                                "file's own; folders 25)")
     reconnect: ReconnectSpec = ReconnectSpec()
+    tracking_policy: Literal["meta", "samurai"] | None = Field(
+        None, description="the tracking policy on this source (default: the engine's tracker.policy); samurai: "
+                          "SAMURAI's motion-aware mask choice and memory")
+    samurai: dict[str, Any] | None = Field(None, description="SAMURAI's parameters on this source (as "
+                                                             "tracker.samurai)")
     detector: dict[str, Any] | Literal[False] | None = Field(
         None, description="objects found by a detector on this source: a detector section as in an engine config "
                           "(kind, every, ..., identity); absent: the engine config's detector, if any; false: none")
@@ -222,6 +227,8 @@ def parse_deployment(data: Any, base: Path | None = None, source: str = "<dict>"
     sources = [s.model_copy(update={"url": str(_resolve(s.url, base))}) if not s.is_stream else s
                for s in dep.sources]
     sources = [_with_detector(s, i, engine, base, source) for i, s in enumerate(sources)]
+    for i, s in enumerate(sources):
+        source_tracker(s, engine.tracker, f"{source} sources[{i}]")  # errors name the key now, not at start
     sinks = dep.sinks
     if sinks.jsonl is not None:
         sinks = sinks.model_copy(update={"jsonl": sinks.jsonl.model_copy(update={"dir": str(_resolve(sinks.jsonl.dir,
@@ -241,6 +248,21 @@ def _with_detector(spec: SourceSpec, index: int, engine: EngineConfig, base: Pat
         if isinstance(raw.get(key), str):
             raw[key] = str(_resolve(raw[key], base))
     return spec.model_copy(update={"detector": raw})
+
+
+def source_tracker(spec: SourceSpec, settings: Any, where: str | None = None) -> Any:
+    """The tracker settings of a source: the engine's, with the source's policy (engine.config.TrackerSettings)."""
+    from dataclasses import replace
+
+    from engine.policies.samurai import parse_samurai
+
+    policy = spec.tracking_policy or settings.policy
+    if spec.samurai is not None and policy != "samurai":
+        raise ConfigError(f"config {where or spec.id}: key 'samurai': SAMURAI's keys need tracking_policy: samurai")
+    if spec.tracking_policy is None and spec.samurai is None:
+        return settings
+    samurai = parse_samurai(spec.samurai, where or f"source {spec.id}", "samurai") if spec.samurai else settings.samurai
+    return replace(settings, policy=policy, samurai=samurai)
 
 
 def source_detector(spec: SourceSpec, engine: EngineConfig | None) -> Any:

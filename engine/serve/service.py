@@ -29,7 +29,7 @@ from engine.live.plan import LivePlan
 from engine.live.readers import open_reader
 from engine.live.redact import redact, redact_url
 from engine.serve.limits import RateLimit, Slots
-from engine.serve.schema import Deployment, SourceSpec, source_detector
+from engine.serve.schema import Deployment, SourceSpec, source_detector, source_tracker
 from engine.serve.sinks import JsonlSink, MqttSink, Sink
 from engine.tracker import Tracker
 
@@ -89,7 +89,7 @@ class SourceRunner:
         fps = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
         cap = self.capture
         return {"id": self.spec.id, "url": redact_url(self.spec.url),
-                "policy": self.spec.policy, "state": cap.state,
+                "policy": self.spec.policy, "tracking_policy": self.session.tracker.policy.name, "state": cap.state,
                 "last_error": self.last_error or cap.last_error,
                 "fps_in": round(cap.fps_in, 2), "fps_tracked": round(fps, 2), "frames_in": cap.frames_in,
                 "frames_tracked": self.session.tracked, "frames_dropped": cap.dropped, "reconnects": cap.reconnects,
@@ -158,7 +158,9 @@ class Service:
                 from engine.detect import AutoPrompter
 
                 auto = AutoPrompter(detector)
-            session = LiveSession(tracker, name=spec.id, held_frames=lim.frames_held,
+            settings = source_tracker(spec, tracker.settings)
+            own = tracker if settings == tracker.settings else Tracker(tracker.modelset, tracker.stages, settings)
+            session = LiveSession(own, name=spec.id, held_frames=lim.frames_held,
                                   max_objects=lim.objects_per_source, lock=self.lock, auto=auto)
             self.sources[spec.id] = SourceRunner(spec, capture, session,
                                                  RateLimit(lim.prompts_per_second, lim.prompt_burst),

@@ -108,3 +108,23 @@ def test_a_source_s_detector_is_checked_at_load_and_overrides_the_engine_s(tmp_p
     a, b, c = (source_detector(s, engine) for s in dep.sources)
     assert a.kind == "hog-people" and b is None
     assert c.kind == "onnx" and c.model == model and c.backend.name == "openvino"  # the engine's runtime
+
+
+def test_a_source_may_track_by_samurai_s_policy(modelset):
+    from engine.serve.service import Service
+    from engine.tracker import Tracker
+    from tests.engine.fakes import FakeStages
+
+    dep, engine = parse_deployment({"engine": ENGINE, "sources": [
+        {"id": "a", "url": "rtsp://cam/1"},
+        {"id": "b", "url": "rtsp://cam/2", "tracking_policy": "samurai", "samurai": {"kf_score_weight": 0.5}}]})
+    service = Service(dep, Tracker(modelset, FakeStages(modelset)), engine=engine)
+    a, b = service.sources["a"].session.tracker, service.sources["b"].session.tracker
+    assert a.policy.name == "meta" and b.policy.name == "samurai" and b.policy.settings.kf_score_weight == 0.5
+    assert b.stages is a.stages  # one loaded stage set
+    assert service.sources["b"].status()["tracking_policy"] == "samurai"
+    with pytest.raises(ConfigError, match=r"sources\[0\].*samurai.kf_score_weight"):
+        _dep(sources=[{"id": "a", "url": "rtsp://cam/1", "tracking_policy": "samurai",
+                       "samurai": {"kf_score_weight": 3}}])
+    with pytest.raises(ConfigError, match="need tracking_policy: samurai"):
+        _dep(sources=[{"id": "a", "url": "rtsp://cam/1", "samurai": {"kf_score_weight": 0.3}}])
