@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.detect.base import Detection, Detector
+from engine.detect.base import Detector
 from engine.detect.build import build_detector
 from engine.detect.identity import Event, IdentityPolicy, ObjectView
 from engine.detect.settings import DetectorSettings
@@ -30,7 +30,6 @@ class AutoPrompter:
         self.detections = 0  # detections they gave (before the policy)
         self.detector_s = 0.0
         self.events = Counter()
-        self.last_detections: list[Detection] = []
         self._requested = False
 
     def request(self) -> None:
@@ -54,7 +53,6 @@ class AutoPrompter:
             self.detector_s += time.perf_counter() - t0
             self.runs += 1
             self.detections += len(dets)
-            self.last_detections = dets
         self.frames += 1
         views = {int(o): ObjectView(m, float(s))
                  for o, m, s in zip(result.obj_ids, result.masks, result.object_scores, strict=True)}

@@ -187,7 +187,6 @@ class IdentityPolicy:
         self.over_cap = 0  # detections refused by the cap, all told
         self._hw: tuple[int, int] | None = None
         self.admitted = 0
-        self.reacquired = 0
 
     # ------------------------------------------------------------------ a person's actions
     def person_prompted(self, obj_id: int) -> None:
@@ -348,7 +347,6 @@ class IdentityPolicy:
             rec.state, rec.lost_at, rec.below_since = "tracking", None, None
             rec.matched(det, frame_id, now, self._hw)
             rec.velocity = None  # it was away: its old motion says nothing now
-            self.reacquired += 1
             out.prompts.append(BoxPrompt(rec.obj_id, det.box, "reacquired"))
             out.events.append(Event("reacquired", rec.obj_id, frame_id, now, rec.label, det.box))
         return [d for i, d in enumerate(dets) if i not in used]

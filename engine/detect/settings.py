@@ -54,21 +54,6 @@ class DetectorSettings:
     max_width: int = 640  # frames wider than this are shrunk for HOG (it is slow at full size)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
 
-    def to_yaml(self) -> dict[str, Any]:
-        out = {k: v for k, v in vars(self).items() if k not in ("backend", "identity") and v is not None}
-        for k in ("model", "class_names"):
-            if k in out:
-                out[k] = str(out[k])
-        if self.classes is not None:
-            out["classes"] = list(self.classes)
-        if self.input_size is not None:
-            out["input_size"] = list(self.input_size)
-        if self.backend is not None:
-            out["backend"] = {"name": self.backend.name, "device": self.backend.device,
-                              "precision": self.backend.precision}
-        out["identity"] = dict(vars(self.identity))
-        return out
-
 
 DETECTOR_KEYS = tuple(f for f in DetectorSettings.__dataclass_fields__)
 IDENTITY_KEYS = tuple(IdentitySettings.__dataclass_fields__)
