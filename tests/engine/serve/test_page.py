@@ -306,3 +306,47 @@ def draws_a_tracked_result(obj_ids: list[int], page, results: Results, after: in
             and d["n"] == union_area(msg) > 0
     return check
 
+
+
+def test_the_page_labels_the_objects_a_detector_found(browser, modelset_dir, tmp_path):
+    """A source with the motion detector and nobody prompting: the page lists the objects it admitted with
+    their label, marked as the detector's."""
+    from engine.bench.identity_clip import IdentityClip
+
+    frames = IdentityClip(num_frames=24).write_frames(tmp_path / "clip")
+    config = tmp_path / "deploy.yaml"
+    port = free_port()
+    config.write_text(json.dumps({
+        "engine": {"model": str(modelset_dir), "backend": {"name": "onnxruntime", "device": "cpu"}},
+        "sources": [{"id": "yard", "url": str(frames), "realtime": "every_frame", "loop": True, "fps": 10,
+                     "detector": {"kind": "motion", "every": 2}}],
+        "server": {"port": port}}))
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "engine.serve", "--config", str(config)], stdout=log,
+                            stderr=subprocess.STDOUT, env={**os.environ, "SAM2_EDGE_TOKEN": TOKEN})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: proc.poll() is None and any(o.get("origin") == "detector" for o in _objects(base, "yard")),
+                 120, "the detector to admit an object")
+        page = browser.new_page(viewport={"width": 1280, "height": 760})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "/")
+        page.wait_for_selector("#token-form:not([hidden])", timeout=10_000)
+        page.fill("#token", TOKEN)
+        page.click("#token-form button")
+        page.wait_for_selector("#objects li.detected", timeout=20_000)
+        text = page.inner_text("#objects li.detected .info")
+        assert text.startswith("motion (detector"), text
+        assert not errors, errors
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+
+
+def _objects(base: str, source: str) -> list[dict]:
+    try:
+        return api(base, f"/sources/{source}/objects")
+    except OSError:
+        return []
