@@ -33,6 +33,7 @@ QUICK_MODULES = {
     "tests/engine/live/test_capture.py", "tests/engine/serve/test_schema.py", "tests/engine/live/test_redact.py",
     "tests/engine/serve/test_limits.py", "tests/engine/serve/test_sinks.py", "tests/engine/bench/test_probe.py",
     "tests/engine/detect/test_identity.py", "tests/engine/detect/test_detectors.py",
+    "tests/engine/bench/test_detector_timing.py",
 }
 NOT_QUICK_FIXTURES = {"static_modelset_dir", "modelset_1024", "built_tiny_1024", "clips"}
 
