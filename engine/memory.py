@@ -95,21 +95,14 @@ class ObjectMemory:
                    for o in d.values())
 
 
-class _MetaRecent:
-    """The planner's own rule, where no policy is given (engine.policies.meta is the same)."""
-
-    def recent_memories(self, planner, bank, frame_idx, reverse, unselected):
-        return planner.recent_frames(bank, frame_idx, reverse, unselected)
-
-
 class MemoryPlanner:
     """SAM2Base._prepare_memory_conditioned_features, as a pure function of the bank and the model's rules."""
 
     def __init__(self, rules: ModelRules, constants: dict[str, np.ndarray], memory_frames: int,
                  max_obj_ptrs: int, max_cond_frames: int | None = None, policy: Any = None) -> None:
         self.rules = rules
-        # which tracked frames are memories: Meta's rule (recent) unless a policy says otherwise
-        self.policy = policy if policy is not None else _MetaRecent()
+        # which tracked frames are memories: a policy's (engine.policies), else Meta's rule (recent_frames)
+        self.policy = policy
         # -1: every prompted frame, as Meta's default; a cap keeps the closest ones (static sets need one)
         self.max_cond = rules.max_cond_frames_in_attn if max_cond_frames is None else max_cond_frames
         self.num_maskmem = rules.num_maskmem
@@ -155,7 +148,8 @@ class MemoryPlanner:
         rules = self.rules
         selected, unselected = select_closest_cond_frames(frame_idx, bank.cond, self.max_cond)
         entries: list[tuple[int, int, FrameOutput]] = [(0, t, out) for t, out in selected.items()]
-        entries += self.policy.recent_memories(self, bank, frame_idx, reverse, unselected)
+        entries += (self.recent_frames(bank, frame_idx, reverse, unselected) if self.policy is None
+                    else self.policy.recent_memories(self, bank, frame_idx, reverse, unselected))
         entries = [e for e in entries if e[2].maskmem is not None]
 
         ptrs, ptr_pos_raw, ptr_frames = [], [], []

@@ -278,12 +278,7 @@ def track_offline(args, tracker, prompts: list[Prompt]) -> dict[str, Any]:
         if bar is not None:
             bar.close()
         files = outputs.close(complete)
-        summary = _summary(args, outputs, files, time.perf_counter() - t0, complete,
-                           getattr(source, "bad", []), tracker)
-        errors = getattr(source, "errors", {})
-        summary["bad_frames"] = [{"frame": i, "error": errors[i]} for i in sorted(errors)]
-        summary["memory"] = {"stored_frames": state.stored_frames(), "bytes": state.memory_bytes()}
-        _write_summary(args.out, summary)
+        summary = _file_summary(args, outputs, files, time.perf_counter() - t0, complete, source, tracker, state)
     return summary
 
 
@@ -344,14 +339,8 @@ def track_detected(args, tracker, prompts: list[Prompt], settings) -> dict[str, 
         if hasattr(frames, "close"):
             frames.close()
         files = outputs.close(complete)
-        summary = _summary(args, outputs, files, time.perf_counter() - t0, complete, getattr(source, "bad", []),
-                           tracker)
-        errors = getattr(source, "errors", {})
-        summary["bad_frames"] = [{"frame": i, "error": errors[i]} for i in sorted(errors)]
-        summary["detector"] = {**auto.detector.describe(), **auto.status()}
-        summary["memory"] = {"stored_frames": session.stream.state.stored_frames(),
-                             "bytes": session.stream.state.memory_bytes()}
-        _write_summary(args.out, summary)
+        summary = _file_summary(args, outputs, files, time.perf_counter() - t0, complete, source, tracker,
+                                session.stream.state, detector={**auto.detector.describe(), **auto.status()})
         source.close()
     return summary
 
@@ -445,6 +434,18 @@ def _summary(args, outputs: Outputs, files: list[str], seconds: float, complete:
             **({"events": outputs.events} if outputs.events else {}),
             **({"ids_not_in_png_masks": sorted(outputs.beyond_png)} if outputs.beyond_png else {}),
             "bad_frames_replaced": bad, "outputs": files, "model": tracker.describe()}
+
+
+def _file_summary(args, outputs: Outputs, files: list[str], seconds: float, complete: bool, source: FrameSource,
+                  tracker, state, **extra: Any) -> dict[str, Any]:
+    """A file's run summary (frames that could not be decoded, memory kept, and `extra`), written."""
+    summary = _summary(args, outputs, files, seconds, complete, getattr(source, "bad", []), tracker)
+    errors = getattr(source, "errors", {})
+    summary["bad_frames"] = [{"frame": i, "error": errors[i]} for i in sorted(errors)]
+    summary.update(extra)
+    summary["memory"] = {"stored_frames": state.stored_frames(), "bytes": state.memory_bytes()}
+    _write_summary(args.out, summary)
+    return summary
 
 
 def _write_summary(out: Path, summary: dict[str, Any]) -> None:
